@@ -1,0 +1,34 @@
+// The closed set of cells, and one switch that maps a runtime kind to its math type.
+#pragma once
+#include "gru.h"
+#include "lstm.h"
+#include "rnn.h"
+
+namespace rnnk {
+
+enum class CellKind : int { Lstm, Gru, RnnTanh, RnnRelu };
+
+// Calls f(Cell{}) with the cell type for `kind`; every kernel dispatches through here.
+template <typename F>
+decltype(auto) visit_cell(CellKind kind, F&& f) {
+  switch (kind) {
+    case CellKind::Lstm:
+      return f(LstmCell{});
+    case CellKind::Gru:
+      return f(GruCell{});
+    case CellKind::RnnTanh:
+      return f(RnnTanhCell{});
+    default:
+      return f(RnnReluCell{});
+  }
+}
+
+inline int cell_gates(CellKind kind) {
+  return visit_cell(kind, [](auto cell) { return decltype(cell)::kGates; });
+}
+
+inline int cell_saved(CellKind kind) {
+  return visit_cell(kind, [](auto cell) { return decltype(cell)::kSaved; });
+}
+
+}  // namespace rnnk

@@ -1,0 +1,77 @@
+// CUDA pointwise kernels: one thread per (row, hidden unit), running the same
+// cell math as the CPU kernels (cells/*.h).
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include "launch.h"
+
+namespace rnnk {
+
+template <>
+struct OpMath<__half> {
+  using type = float;
+  static RNNK_HD float load(__half v) { return __half2float(v); }
+  static RNNK_HD __half store(float v) { return __float2half_rn(v); }
+};
+
+template <>
+struct OpMath<__nv_bfloat16> {
+  using type = float;
+  static RNNK_HD float load(__nv_bfloat16 v) { return __bfloat162float(v); }
+  static RNNK_HD __nv_bfloat16 store(float v) { return __float2bfloat16_rn(v); }
+};
+
+namespace {
+
+constexpr int kThreads = 256;
+
+template <typename Cell, typename T>
+__global__ void forward_kernel(StepForward<T> step, int64_t total) {
+  const int64_t idx = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  if (idx < total) Cell::forward(step, idx / step.H, idx % step.H);
+}
+
+template <typename Cell, typename T>
+__global__ void backward_kernel(StepBackward<T> step, int64_t total) {
+  const int64_t idx = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  if (idx < total) Cell::backward(step, idx / step.H, idx % step.H);
+}
+
+int64_t blocks_for(int64_t total) { return (total + kThreads - 1) / kThreads; }
+
+}  // namespace
+
+template <typename T>
+cudaError_t launch_pointwise_forward(CellKind kind, const StepForward<T>& step, int64_t rows,
+                                     cudaStream_t stream) {
+  const int64_t total = rows * step.H;
+  if (total == 0) return cudaSuccess;
+  visit_cell(kind, [&](auto cell) {
+    forward_kernel<decltype(cell), T><<<blocks_for(total), kThreads, 0, stream>>>(step, total);
+  });
+  return cudaGetLastError();
+}
+
+template <typename T>
+cudaError_t launch_pointwise_backward(CellKind kind, const StepBackward<T>& step, int64_t rows,
+                                      cudaStream_t stream) {
+  const int64_t total = rows * step.H;
+  if (total == 0) return cudaSuccess;
+  visit_cell(kind, [&](auto cell) {
+    backward_kernel<decltype(cell), T><<<blocks_for(total), kThreads, 0, stream>>>(step, total);
+  });
+  return cudaGetLastError();
+}
+
+#define RNNK_INSTANTIATE(T)                                                                   \
+  template cudaError_t launch_pointwise_forward<T>(CellKind, const StepForward<T>&, int64_t,  \
+                                                   cudaStream_t);                             \
+  template cudaError_t launch_pointwise_backward<T>(CellKind, const StepBackward<T>&, int64_t, \
+                                                    cudaStream_t);
+RNNK_INSTANTIATE(float)
+RNNK_INSTANTIATE(double)
+RNNK_INSTANTIATE(__half)
+RNNK_INSTANTIATE(__nv_bfloat16)
+#undef RNNK_INSTANTIATE
+
+}  // namespace rnnk

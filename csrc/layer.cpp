@@ -1,0 +1,222 @@
+#include "layer.h"
+
+#include <ATen/ATen.h>
+
+#include <vector>
+
+#include "pointwise.h"
+
+namespace rnnk {
+namespace {
+
+using at::Tensor;
+
+// Rows active at each step and where they start in the packed [N, ...] layout.
+struct Schedule {
+  std::vector<int64_t> rows, offset;
+  int64_t batch = 0, total = 0;
+  int64_t steps() const { return static_cast<int64_t>(rows.size()); }
+};
+
+Schedule make_schedule(const Tensor& x, at::IntArrayRef batch_sizes) {
+  Schedule s;
+  if (batch_sizes.empty()) {
+    TORCH_CHECK(x.dim() == 3, "rnnkernels: x must be [T, B, I] when batch_sizes is empty, got ",
+                x.dim(), "-D");
+    s.rows.assign(x.size(0), x.size(1));
+    s.batch = x.size(1);
+  } else {
+    TORCH_CHECK(x.dim() == 2, "rnnkernels: packed x must be [N, I], got ", x.dim(), "-D");
+    s.rows.assign(batch_sizes.begin(), batch_sizes.end());
+    s.batch = s.rows[0];
+  }
+  for (size_t t = 0; t < s.rows.size(); ++t) {
+    TORCH_CHECK(s.rows[t] >= 0 && (t == 0 || s.rows[t] <= s.rows[t - 1]),
+                "rnnkernels: batch_sizes must be non-negative and non-increasing");
+    s.offset.push_back(s.total);
+    s.total += s.rows[t];
+  }
+  TORCH_CHECK(batch_sizes.empty() || s.total == x.size(0), "rnnkernels: batch_sizes sum to ",
+              s.total, " but packed x has ", x.size(0), " rows");
+  return s;
+}
+
+// Leading shape of x with the feature size replaced: [T, B, width] or [N, width].
+Tensor empty_like_rows(const Tensor& x, int64_t width) {
+  auto sizes = x.sizes().vec();
+  sizes.back() = width;
+  return at::empty(sizes, x.options());
+}
+
+Tensor rows_of(const Tensor& t, int64_t begin, int64_t count) { return t.narrow(0, begin, count); }
+
+void check_operand(const Tensor& ref, const Tensor& t, const char* name,
+                   at::IntArrayRef expected) {
+  TORCH_CHECK(t.device() == ref.device(), "rnnkernels: ", name, " is on ", t.device(),
+              " but x is on ", ref.device());
+  TORCH_CHECK(t.scalar_type() == ref.scalar_type(), "rnnkernels: ", name, " has dtype ",
+              t.scalar_type(), " but x has dtype ", ref.scalar_type());
+  TORCH_CHECK(t.sizes() == expected, "rnnkernels: ", name, " must have shape ", expected,
+              ", got ", t.sizes());
+}
+
+void pointwise_forward(CellKind kind, const Tensor& xg, const Tensor& hg, const Tensor& h,
+                       const Tensor& c, const Tensor& saved) {
+#ifdef RNNK_WITH_CUDA
+  if (xg.is_cuda()) return pointwise_forward_cuda(kind, xg, hg, h, c, saved);
+#endif
+  TORCH_CHECK(xg.is_cpu(), "rnnkernels: no pointwise kernel for device ", xg.device(),
+              " in this build");
+  pointwise_forward_cpu(kind, xg, hg, h, c, saved);
+}
+
+void pointwise_backward(CellKind kind, const Tensor& dh, const Tensor& dc, const Tensor& saved,
+                        const Tensor& c_prev, const Tensor& h_prev, const Tensor& dxg,
+                        const Tensor& dhg) {
+#ifdef RNNK_WITH_CUDA
+  if (dh.is_cuda()) return pointwise_backward_cuda(kind, dh, dc, saved, c_prev, h_prev, dxg, dhg);
+#endif
+  TORCH_CHECK(dh.is_cpu(), "rnnkernels: no pointwise kernel for device ", dh.device(),
+              " in this build");
+  pointwise_backward_cpu(kind, dh, dc, saved, c_prev, h_prev, dxg, dhg);
+}
+
+// Order in which forward visits the steps; backward walks it the other way.
+int64_t step_at(const Schedule& s, int64_t k, bool reverse) {
+  return reverse ? s.steps() - 1 - k : k;
+}
+
+}  // namespace
+
+std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> layer_forward(
+    CellKind kind, const Tensor& x, at::IntArrayRef batch_sizes, const Tensor& h0,
+    const std::optional<Tensor>& c0, const Tensor& w_ih, const Tensor& w_hh,
+    const std::optional<Tensor>& b_ih, const std::optional<Tensor>& b_hh,
+    const std::optional<Tensor>& w_hr, bool reverse) {
+  const Schedule sched = make_schedule(x, batch_sizes);
+  const bool is_lstm = kind == CellKind::Lstm;
+  const bool projects = w_hr.has_value() && w_hr->defined();
+  TORCH_CHECK(!projects || is_lstm, "rnnkernels: only LSTM takes a projection weight");
+  TORCH_CHECK(is_lstm == (c0.has_value() && c0->defined()),
+              "rnnkernels: c0 is required for LSTM and not accepted by other cells");
+  TORCH_CHECK(b_ih.has_value() == b_hh.has_value(), "rnnkernels: give both biases or neither");
+  const int64_t G = cell_gates(kind), S = cell_saved(kind);
+  TORCH_CHECK(w_hh.dim() == 2 && w_hh.size(0) % G == 0, "rnnkernels: w_hh must be [", G,
+              "*H, P], got ", w_hh.sizes());
+  const int64_t H = w_hh.size(0) / G, I = x.size(-1), B = sched.batch;
+  const int64_t P = projects ? w_hr->size(0) : H;
+  check_operand(x, w_ih, "w_ih", {G * H, I});
+  check_operand(x, w_hh, "w_hh", {G * H, P});
+  check_operand(x, h0, "h0", {B, P});
+  if (is_lstm) check_operand(x, *c0, "c0", {B, H});
+  if (b_ih.has_value()) {
+    check_operand(x, *b_ih, "b_ih", {G * H});
+    check_operand(x, *b_hh, "b_hh", {G * H});
+  }
+  if (projects) check_operand(x, *w_hr, "w_hr", {P, H});
+
+  const Tensor x2d = x.reshape({sched.total, I});
+  // xg: [N, G*H], the input projection of every step in one GEMM.
+  const Tensor xg = b_ih.has_value() ? at::addmm(*b_ih, x2d, w_ih.t()) : at::mm(x2d, w_ih.t());
+  Tensor output = empty_like_rows(x, P);
+  Tensor saved = empty_like_rows(x, S * H);
+  Tensor h_prev = empty_like_rows(x, P);
+  Tensor c_prev = is_lstm ? empty_like_rows(x, H) : at::empty({0}, x.options());
+  Tensor r_seq = projects ? empty_like_rows(x, H) : at::empty({0}, x.options());
+  const Tensor out2d = output.view({sched.total, P}), saved2d = saved.view({sched.total, S * H});
+  const Tensor h_prev2d = h_prev.view({sched.total, P});
+  const Tensor c_prev2d = is_lstm ? c_prev.view({sched.total, H}) : c_prev;
+  const Tensor r2d = projects ? r_seq.view({sched.total, H}) : r_seq;
+
+  Tensor h = h0.contiguous().clone();  // [B, P], rows past the active count keep their state
+  Tensor c = is_lstm ? c0->contiguous().clone() : Tensor();  // [B, H]
+  Tensor hg = at::empty({B, G * H}, x.options());
+  const Tensor w_hh_t = w_hh.t();
+
+  for (int64_t k = 0; k < sched.steps(); ++k) {
+    const int64_t t = step_at(sched, k, reverse), n = sched.rows[t], off = sched.offset[t];
+    if (n == 0) continue;
+    Tensor h_n = rows_of(h, 0, n);
+    const Tensor hp = rows_of(h_prev2d, off, n);
+    hp.copy_(h_n);
+    if (is_lstm) rows_of(c_prev2d, off, n).copy_(rows_of(c, 0, n));
+    Tensor hg_n = rows_of(hg, 0, n);
+    if (b_hh.has_value()) {
+      at::addmm_out(hg_n, *b_hh, hp, w_hh_t);
+    } else {
+      at::mm_out(hg_n, hp, w_hh_t);
+    }
+    const Tensor cell_out = projects ? rows_of(r2d, off, n) : h_n;
+    pointwise_forward(kind, rows_of(xg, off, n), hg_n, cell_out,
+                      is_lstm ? rows_of(c, 0, n) : Tensor(), rows_of(saved2d, off, n));
+    if (projects) at::mm_out(h_n, cell_out, w_hr->t());
+    rows_of(out2d, off, n).copy_(h_n);
+  }
+  Tensor c_n = is_lstm ? c : at::empty({0}, x.options());
+  return {output, h, c_n, saved, h_prev, c_prev, r_seq};
+}
+
+std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> layer_backward(
+    CellKind kind, const Tensor& grad_output, const Tensor& grad_h_n,
+    const std::optional<Tensor>& grad_c_n, const Tensor& x, at::IntArrayRef batch_sizes,
+    const Tensor& w_ih, const Tensor& w_hh, bool has_bias, const std::optional<Tensor>& w_hr,
+    const Tensor& saved, const Tensor& h_prev, const Tensor& c_prev, const Tensor& r_seq,
+    bool reverse) {
+  const Schedule sched = make_schedule(x, batch_sizes);
+  const bool is_lstm = kind == CellKind::Lstm, is_gru = kind == CellKind::Gru;
+  const bool projects = w_hr.has_value() && w_hr->defined();
+  const int64_t G = cell_gates(kind), S = cell_saved(kind);
+  const int64_t H = w_hh.size(0) / G, I = x.size(-1), B = sched.batch, N = sched.total;
+  const int64_t P = projects ? w_hr->size(0) : H;
+  check_operand(x, grad_output, "grad_output", h_prev.sizes());
+  check_operand(x, grad_h_n, "grad_h_n", {B, P});
+  check_operand(x, saved, "saved", empty_like_rows(x, S * H).sizes());
+  TORCH_CHECK(!is_lstm || (grad_c_n.has_value() && grad_c_n->defined()),
+              "rnnkernels: LSTM backward needs grad_c_n");
+
+  const Tensor grad_out2d = grad_output.reshape({N, P}), saved2d = saved.reshape({N, S * H});
+  const Tensor h_prev2d = h_prev.reshape({N, P});
+  const Tensor c_prev2d = is_lstm ? c_prev.reshape({N, H}) : Tensor();
+  Tensor dxg = at::empty({N, G * H}, x.options());
+  // GRU's recurrent-side gradient differs from the input side in the n gate.
+  Tensor dhg = is_gru ? at::empty({N, G * H}, x.options()) : dxg;
+  Tensor dh = grad_h_n.contiguous().clone();  // [B, P]: dL/dh of each row's current step
+  Tensor dc = is_lstm ? grad_c_n->contiguous().clone() : Tensor();  // [B, H]
+  Tensor dh_seq = projects ? at::empty({N, P}, x.options()) : Tensor();
+  Tensor d_act = projects ? at::empty({B, H}, x.options()) : Tensor();
+
+  for (int64_t k = sched.steps() - 1; k >= 0; --k) {
+    const int64_t t = step_at(sched, k, reverse), n = sched.rows[t], off = sched.offset[t];
+    if (n == 0) continue;
+    Tensor dh_n = rows_of(dh, 0, n);
+    dh_n.add_(rows_of(grad_out2d, off, n));
+    Tensor d_cell = dh_n;
+    if (projects) {
+      rows_of(dh_seq, off, n).copy_(dh_n);
+      d_cell = rows_of(d_act, 0, n);
+      at::mm_out(d_cell, dh_n, *w_hr);
+    }
+    const Tensor dxg_n = rows_of(dxg, off, n), dhg_n = rows_of(dhg, off, n);
+    pointwise_backward(kind, d_cell, is_lstm ? rows_of(dc, 0, n) : Tensor(),
+                       rows_of(saved2d, off, n),
+                       is_lstm ? rows_of(c_prev2d, off, n) : Tensor(),
+                       rows_of(h_prev2d, off, n), dxg_n, dhg_n);
+    if (is_gru) {
+      dh_n.addmm_(dhg_n, w_hh);  // the pointwise pass left z * dh in dh_n
+    } else {
+      at::mm_out(dh_n, dxg_n, w_hh);
+    }
+  }
+
+  const Tensor x2d = x.reshape({N, I});
+  Tensor dx = at::mm(dxg, w_ih).view(x.sizes());
+  Tensor dw_ih = at::mm(dxg.t(), x2d);
+  Tensor dw_hh = at::mm(dhg.t(), h_prev2d);
+  Tensor db_ih = has_bias ? dxg.sum(0) : at::empty({0}, x.options());
+  Tensor db_hh = has_bias ? dhg.sum(0) : at::empty({0}, x.options());
+  Tensor dw_hr = projects ? at::mm(dh_seq.t(), r_seq.reshape({N, H})) : at::empty({0}, x.options());
+  Tensor dc0 = is_lstm ? dc : at::empty({0}, x.options());
+  return {dx, dh, dc0, dw_ih, dw_hh, db_ih, db_hh, dw_hr};
+}
+
+}  // namespace rnnk

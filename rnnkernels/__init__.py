@@ -1,0 +1,19 @@
+"""rnnkernels: fused LSTM, GRU and RNN kernels for PyTorch, as drop-ins for torch.nn."""
+
+from . import _backend, _ops
+from ._backend import BACKENDS, backend_info
+from .modules import FusedGRU, FusedGRUCell, FusedLSTM, FusedLSTMCell, FusedRNN, FusedRNNCell
+
+if _backend._C is not None:
+    _ops.register_all()
+
+__all__ = [
+    "BACKENDS",
+    "FusedGRU",
+    "FusedGRUCell",
+    "FusedLSTM",
+    "FusedLSTMCell",
+    "FusedRNN",
+    "FusedRNNCell",
+    "backend_info",
+]

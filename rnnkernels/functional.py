@@ -1,0 +1,81 @@
+"""Multi-layer, bidirectional recurrent networks on top of the one-layer ops.
+
+Inputs are time-major: ``[T, B, I]`` with ``batch_sizes`` None, or the packed ``[N, I]``
+data of a PackedSequence with its ``batch_sizes``. States are ``[layers * directions, B, *]``.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from . import _backend, reference
+from ._ops import fused_layer
+
+# CPU kernels compute in float32/float64; half types are widened there as nn.* does.
+_CPU_NATIVE_DTYPES = (torch.float32, torch.float64)
+
+# Per layer and direction: (w_ih, w_hh, b_ih, b_hh, w_hr), absent ones None.
+LayerWeights = tuple[Tensor, Tensor, Tensor | None, Tensor | None, Tensor | None]
+
+
+def _layer_fn(backend: str):
+    return reference.layer if backend == "python" else fused_layer
+
+
+def rnn(
+    cell: str,
+    input: Tensor,
+    batch_sizes: Tensor | None,
+    hx: Tensor,
+    cx: Tensor | None,
+    weights: list[LayerWeights],
+    num_layers: int,
+    dropout: float,
+    training: bool,
+    bidirectional: bool,
+    backend: str | None = None,
+) -> tuple[Tensor, Tensor, Tensor | None]:
+    """Runs the stack; returns (output, h_n, c_n) with c_n None unless cell is 'lstm'."""
+    chosen = _backend.resolve_backend(backend, input.device)
+    compute_dtype = input.dtype
+    if chosen == "cpp" and input.dtype not in _CPU_NATIVE_DTYPES:
+        compute_dtype = torch.float32
+    if compute_dtype != input.dtype:
+        output, h_n, c_n = _run_stack(
+            chosen, cell, input.to(compute_dtype), batch_sizes, hx.to(compute_dtype),
+            None if cx is None else cx.to(compute_dtype),
+            [tuple(None if w is None else w.to(compute_dtype) for w in ws) for ws in weights],
+            num_layers, dropout, training, bidirectional)
+        return output.to(input.dtype), h_n.to(input.dtype), None if c_n is None else c_n.to(input.dtype)
+    return _run_stack(chosen, cell, input, batch_sizes, hx, cx, weights, num_layers, dropout,
+                      training, bidirectional)
+
+
+def _run_stack(backend: str, cell: str, input: Tensor, batch_sizes: Tensor | None, hx: Tensor,
+               cx: Tensor | None, weights: list[LayerWeights], num_layers: int, dropout: float,
+               training: bool, bidirectional: bool) -> tuple[Tensor, Tensor, Tensor | None]:
+    layer_fn = _layer_fn(backend)
+    sizes = [] if batch_sizes is None else [int(b) for b in batch_sizes.tolist()]
+    directions = 2 if bidirectional else 1
+    layer_input = input
+    h_finals: list[Tensor] = []
+    c_finals: list[Tensor] = []
+    for layer in range(num_layers):
+        outputs = []
+        for direction in range(directions):
+            index = layer * directions + direction
+            w_ih, w_hh, b_ih, b_hh, w_hr = weights[index]
+            output, h_n, c_n = layer_fn(cell, layer_input, sizes, hx[index],
+                                        None if cx is None else cx[index], w_ih, w_hh, b_ih, b_hh,
+                                        w_hr, direction == 1)
+            outputs.append(output)
+            h_finals.append(h_n)
+            if c_n is not None:
+                c_finals.append(c_n)
+        layer_input = outputs[0] if directions == 1 else torch.cat(outputs, -1)
+        if dropout > 0 and training and layer < num_layers - 1:
+            layer_input = F.dropout(layer_input, dropout, training=True)
+    c_n = torch.stack(c_finals) if c_finals else None
+    return layer_input, torch.stack(h_finals), c_n

@@ -1,0 +1,122 @@
+"""Builds rnnkernels._C: the C++ (CPU) kernels always, the CUDA kernels when a CUDA
+build of torch and nvcc are both found.
+
+Environment:
+  RNNKERNELS_CUDA=1|0        force the CUDA kernels on or off (default: auto).
+  TORCH_CUDA_ARCH_LIST       CUDA archs (default: 8.0;8.6;9.0;10.0;12.0+PTX).
+  RNNKERNELS_STRICT_BUILD=1  a compile error fails the install (CI sets it); otherwise the
+                             package installs without _C and falls back to Python, warning
+                             with the compiler's message.
+"""
+
+import os
+import shutil
+import sys
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+DEFAULT_CUDA_ARCHS = "8.0;8.6;9.0;10.0;12.0+PTX"
+BUILD_ERROR_FILE = "_build_error.txt"
+ROOT = Path(__file__).parent
+
+
+def find_cuda_home() -> str | None:
+    """The toolkit folder: linking needs its lib64 (a wrapper nvcc on PATH misleads torch)."""
+    candidates = [os.environ.get("CUDA_HOME"), os.environ.get("CUDA_PATH"), "/usr/local/cuda"]
+    nvcc = shutil.which("nvcc")
+    if nvcc:
+        candidates.append(str(Path(os.path.realpath(nvcc)).parent.parent))
+    for folder in candidates:
+        if folder and (Path(folder) / "bin" / "nvcc").exists():
+            return folder
+    return None
+
+
+def want_cuda(torch_module) -> bool:
+    forced = os.environ.get("RNNKERNELS_CUDA")
+    if forced is not None:
+        return forced == "1"
+    return torch_module.version.cuda is not None and find_cuda_home() is not None
+
+
+def extension_modules() -> tuple[list, dict]:
+    try:
+        import torch
+    except ImportError:
+        print("rnnkernels: torch is not installed; building no extension", file=sys.stderr)
+        return [], {}
+    use_cuda = want_cuda(torch)
+    if use_cuda:
+        cuda_home = find_cuda_home()
+        if cuda_home:
+            os.environ["CUDA_HOME"] = cuda_home
+        os.environ.setdefault("TORCH_CUDA_ARCH_LIST", DEFAULT_CUDA_ARCHS)
+    from torch.utils import cpp_extension
+
+    sources = ["csrc/module.cpp", "csrc/ops.cpp", "csrc/layer.cpp", "csrc/cpu/pointwise.cpp"]
+    cxx_flags = ["-O3", "-fopenmp"]
+    macros = []
+    include_dirs = [str(ROOT / "csrc")]
+    kwargs = dict(extra_link_args=["-fopenmp"])
+    if use_cuda:
+        archs = os.environ["TORCH_CUDA_ARCH_LIST"]
+        sources += ["csrc/cuda/pointwise.cu", "csrc/cuda/pointwise_glue.cpp"]
+        macros += [("RNNK_WITH_CUDA", None), ("RNNK_CUDA_ARCHS", f'"{archs}"')]
+        wheel_cuda_include = Path(torch.__file__).parent.parent / "nvidia" / "cu13" / "include"
+        if wheel_cuda_include.exists():
+            include_dirs.append(str(wheel_cuda_include))
+        ext = cpp_extension.CUDAExtension(
+            "rnnkernels._C",
+            sources,
+            define_macros=macros,
+            include_dirs=include_dirs,
+            extra_compile_args={"cxx": cxx_flags, "nvcc": ["-O3"]},
+            **kwargs,
+        )
+    else:
+        ext = cpp_extension.CppExtension(
+            "rnnkernels._C",
+            sources,
+            define_macros=macros,
+            include_dirs=include_dirs,
+            extra_compile_args={"cxx": cxx_flags},
+            **kwargs,
+        )
+    print(f"rnnkernels: building C++{' and CUDA' if use_cuda else ''} kernels", file=sys.stderr)
+    return [ext], {"build_ext": optional_build_ext(cpp_extension.BuildExtension)}
+
+
+def optional_build_ext(base):
+    class OptionalBuildExt(base):
+        """A compile error leaves a note for the runtime warning instead of failing the install."""
+
+        def build_extension(self, ext):
+            error_file = Path(self.get_ext_fullpath(ext.name)).parent / BUILD_ERROR_FILE
+            try:
+                super().build_extension(ext)
+            except Exception as exc:  # noqa: BLE001 - any compiler failure is reported the same way
+                if os.environ.get("RNNKERNELS_STRICT_BUILD") == "1":
+                    raise
+                error_file.parent.mkdir(parents=True, exist_ok=True)
+                error_file.write_text(f"{type(exc).__name__}: {exc}\n")
+                print(f"rnnkernels: WARNING: the extension failed to build ({exc}); "
+                      "the Python backend will be used", file=sys.stderr)
+            else:
+                error_file.unlink(missing_ok=True)
+
+    return OptionalBuildExt.with_options(use_ninja=True)
+
+
+ext_modules, cmdclass = extension_modules()
+
+setup(
+    name="rnnkernels",
+    version="0.1.0",
+    description="Fused LSTM, GRU and RNN kernels for PyTorch: drop-ins for torch.nn",
+    packages=find_packages(include=["rnnkernels", "rnnkernels.*"]),
+    python_requires=">=3.10",
+    install_requires=["torch>=2.4"],
+    ext_modules=ext_modules,
+    cmdclass=cmdclass,
+)
