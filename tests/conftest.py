@@ -1,0 +1,70 @@
+"""Shared test helpers: which backends run here, and model pairs with equal weights."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+import rnnkernels
+
+CPU_BACKENDS = [b for b in ("cpp", "python") if rnnkernels.backend_info()["available"][b]]
+FUSED_OF = {
+    nn.LSTM: rnnkernels.FusedLSTM,
+    nn.GRU: rnnkernels.FusedGRU,
+    nn.RNN: rnnkernels.FusedRNN,
+    nn.LSTMCell: rnnkernels.FusedLSTMCell,
+    nn.GRUCell: rnnkernels.FusedGRUCell,
+    nn.RNNCell: rnnkernels.FusedRNNCell,
+}
+
+requires_cuda = pytest.mark.skipif(
+    not rnnkernels.backend_info()["available"]["cuda"], reason="needs a GPU and the CUDA build")
+
+
+@pytest.fixture(autouse=True)
+def _seed() -> None:
+    torch.manual_seed(0)
+
+
+def module_pair(nn_class: type, *args, backend: str | None = None, **kwargs) -> tuple[nn.Module, nn.Module]:
+    """(nn module, Fused module) with the same weights."""
+    reference = nn_class(*args, **kwargs)
+    fused = FUSED_OF[nn_class](*args, backend=backend, **kwargs)
+    fused.load_state_dict(reference.state_dict())
+    return reference, fused
+
+
+def flatten(value) -> list[torch.Tensor]:
+    """Every tensor in a (nested) module output, PackedSequence data included."""
+    if isinstance(value, torch.Tensor):
+        return [value]
+    if isinstance(value, nn.utils.rnn.PackedSequence):
+        return [value.data]
+    return [t for item in value for t in flatten(item)]
+
+
+def outputs_and_grads(module: nn.Module, inputs: list) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """Outputs of module(*inputs), and the gradients of a fixed random projection of them
+    with respect to every input tensor that requires grad and every parameter."""
+    outputs = flatten(module(*inputs))
+    generator = torch.Generator().manual_seed(1)
+    loss = sum((o * torch.randn(o.shape, generator=generator, dtype=o.dtype).to(o.device)).sum()
+               for o in outputs)
+    wrt = [t for t in flatten([i for i in inputs if i is not None]) if t.requires_grad]
+    wrt += list(module.parameters())
+    return outputs, list(torch.autograd.grad(loss, wrt))
+
+
+def assert_parity(reference: nn.Module, fused: nn.Module, inputs: list, atol: float = 1e-5) -> None:
+    """Outputs/states within atol; gradients within atol of their largest magnitude."""
+    ref_out, ref_grads = outputs_and_grads(reference, inputs)
+    out, grads = outputs_and_grads(fused, inputs)
+    assert len(out) == len(ref_out)
+    for got, want in zip(out, ref_out):
+        assert got.shape == want.shape and got.dtype == want.dtype
+        torch.testing.assert_close(got, want, atol=atol, rtol=0)
+    assert len(grads) == len(ref_grads)
+    for got, want in zip(grads, ref_grads):
+        scale = max(want.abs().max().item(), 1e-30)
+        torch.testing.assert_close(got, want, atol=atol * scale, rtol=0)
