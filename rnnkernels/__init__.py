@@ -1,6 +1,6 @@
 """rnnkernels: fused LSTM, GRU and RNN kernels for PyTorch, as drop-ins for torch.nn."""
 
-from . import _backend, _ops
+from . import _backend, _ops, reference
 from ._backend import BACKENDS, backend_info
 from .modules import FusedGRU, FusedGRUCell, FusedLSTM, FusedLSTMCell, FusedRNN, FusedRNNCell
 

@@ -13,7 +13,7 @@ from torch import Tensor
 from . import _backend, reference
 from ._ops import fused_layer
 
-# CPU kernels compute in float32/float64; half types are widened there as nn.* does.
+# On CPU half types are computed in float32 (the fused kernels take float32/float64).
 _CPU_NATIVE_DTYPES = (torch.float32, torch.float64)
 
 # Per layer and direction: (w_ih, w_hh, b_ih, b_hh, w_hr), absent ones None.
@@ -40,7 +40,7 @@ def rnn(
     """Runs the stack; returns (output, h_n, c_n) with c_n None unless cell is 'lstm'."""
     chosen = _backend.resolve_backend(backend, input.device)
     compute_dtype = input.dtype
-    if chosen == "cpp" and input.dtype not in _CPU_NATIVE_DTYPES:
+    if input.device.type == "cpu" and input.dtype not in _CPU_NATIVE_DTYPES:
         compute_dtype = torch.float32
     if compute_dtype != input.dtype:
         output, h_n, c_n = _run_stack(

@@ -1,8 +1,9 @@
 """FusedLSTM, FusedGRU, FusedRNN and their cells: torch.nn's classes with the forward
 replaced by the fused kernels.
 
-Each subclasses its torch.nn twin, so constructor arguments, validation, parameter names,
-initialization, state_dict keys, ``all_weights``, pickling and ``.to()`` are nn's own.
+Each builds on nn's own base class (nn.RNNBase, nn.LSTMCell, ...), so constructor
+arguments, validation, parameter names, initialization, state_dict keys, ``all_weights``,
+pickling and ``.to()`` are nn's own.
 The forward re-reads the weights by attribute on every call (never a cached copy), so
 ``weight_norm``, ``functional_call`` and in-place changes work as with nn.
 """
@@ -45,9 +46,12 @@ def _check_hidden_dtype(input: Tensor, hidden: list[Tensor]) -> None:
 
 
 class _FusedSequence:
-    """What FusedLSTM, FusedGRU and FusedRNN add to their nn base class."""
+    """What FusedLSTM, FusedGRU and FusedRNN add to nn.RNNBase.
 
-    _nn_class: type[nn.RNNBase]
+    They derive from nn.RNNBase rather than nn.LSTM/GRU/RNN because torch.compile refuses
+    to trace those three classes (and anything that is an instance of them)."""
+
+    _nn_class: type[nn.RNNBase]  # the torch.nn twin, for conversions
     _label: str  # the name nn's own error messages use
 
     def flatten_parameters(self) -> None:
@@ -171,37 +175,55 @@ class _FusedSequence:
         return output, hidden
 
 
-class FusedLSTM(_FusedSequence, nn.LSTM):
+class FusedLSTM(_FusedSequence, nn.RNNBase):
     """Drop-in for :class:`torch.nn.LSTM`; ``backend`` picks 'cuda', 'cpp' or 'python'."""
 
     _nn_class = nn.LSTM
     _label = "LSTM"
+    get_expected_cell_size = nn.LSTM.get_expected_cell_size
+    check_forward_args = nn.LSTM.check_forward_args
+    permute_hidden = nn.LSTM.permute_hidden
 
     def __init__(self, *args: Any, backend: str | None = None, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+        super().__init__("LSTM", *args, **kwargs)
         self.backend = backend
 
 
-class FusedGRU(_FusedSequence, nn.GRU):
+class FusedGRU(_FusedSequence, nn.RNNBase):
     """Drop-in for :class:`torch.nn.GRU`; ``backend`` picks 'cuda', 'cpp' or 'python'."""
 
     _nn_class = nn.GRU
     _label = "GRU"
 
     def __init__(self, *args: Any, backend: str | None = None, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+        _reject_proj_size(kwargs)
+        super().__init__("GRU", *args, **kwargs)
         self.backend = backend
 
 
-class FusedRNN(_FusedSequence, nn.RNN):
+class FusedRNN(_FusedSequence, nn.RNNBase):
     """Drop-in for :class:`torch.nn.RNN` (tanh or relu); ``backend`` as for FusedLSTM."""
 
     _nn_class = nn.RNN
     _label = "RNN"
 
     def __init__(self, *args: Any, backend: str | None = None, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+        _reject_proj_size(kwargs)
+        # nn.RNN takes nonlinearity as the fourth positional argument or a keyword.
+        if len(args) > 3:
+            nonlinearity, args = args[3], args[:3] + args[4:]
+        else:
+            nonlinearity = kwargs.pop("nonlinearity", "tanh")
+        if nonlinearity not in ("tanh", "relu"):
+            raise ValueError(f"Unknown nonlinearity '{nonlinearity}'. Select from 'tanh' or 'relu'.")
+        self.nonlinearity = nonlinearity
+        super().__init__(f"RNN_{nonlinearity.upper()}", *args, **kwargs)
         self.backend = backend
+
+
+def _reject_proj_size(kwargs: dict[str, Any]) -> None:
+    if "proj_size" in kwargs:
+        raise ValueError("proj_size argument is only supported for LSTM, not RNN or GRU")
 
 
 class _FusedCell:

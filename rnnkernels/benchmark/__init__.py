@@ -1,0 +1,1 @@
+"""``python -m rnnkernels.benchmark``: the Fused modules side by side with torch.nn."""

@@ -1,0 +1,102 @@
+"""Command line of ``python -m rnnkernels.benchmark``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+
+from . import report
+from .configs import Shape, parse_shape, standard_sweep
+from .runner import MismatchError, run_case
+from .timing import gemm_ceiling
+
+DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16,
+          "float16": torch.float16}
+IMPLEMENTATIONS = ["nn", "nn-nocudnn", "cpp", "cuda", "python", "compile-python"]
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m rnnkernels.benchmark",
+        description="Time rnnkernels' Fused modules against torch.nn on the same weights.")
+    parser.add_argument("--cells", nargs="+", choices=["lstm", "gru", "rnn"],
+                        help="keep only these cells (default: all in the sweep)")
+    parser.add_argument("--impls", nargs="+", choices=IMPLEMENTATIONS,
+                        default=["nn", "nn-nocudnn", "cpp", "cuda", "python"],
+                        help="implementations; missing backends are skipped (default: %(default)s)")
+    parser.add_argument("--dtypes", nargs="+", choices=list(DTYPES), default=["float32"])
+    parser.add_argument("--devices", nargs="+", choices=["cpu", "cuda"],
+                        help="default: cuda when available, else cpu")
+    parser.add_argument("--modes", nargs="+", choices=["fwd", "train"], default=["fwd", "train"],
+                        help="fwd: inference under no_grad; train: forward + backward")
+    parser.add_argument("--shape", action="append", default=[], metavar="T,B,I,H[,L[,bi]]",
+                        help="run this shape instead of the standard sweep (repeatable)")
+    parser.add_argument("--packed", action="store_true",
+                        help="--shape inputs as PackedSequences with lengths uniform in [1, T]")
+    parser.add_argument("--repeats", type=int, default=30, help="most timed rounds per case")
+    parser.add_argument("--budget", type=float, default=3.0,
+                        help="seconds of timed rounds per case and mode (at least 5 rounds)")
+    parser.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's)")
+    parser.add_argument("--out-dir", type=Path, default=Path("benchmark-results"))
+    parser.add_argument("--name", default=None, help="file stem (default: bench-<device>)")
+    parser.add_argument("--no-plot", action="store_true")
+    parser.add_argument("--compare", nargs=2, type=Path, metavar=("OLD.json", "NEW.json"),
+                        help="print the change between two runs and exit")
+    args = parser.parse_args(argv)
+    if args.repeats < 1:
+        parser.error("--repeats must be at least 1")
+    if args.packed and not args.shape:
+        parser.error("--packed applies to --shape")
+    return args
+
+
+def cases(args: argparse.Namespace, device: str) -> list[Shape]:
+    if args.shape:
+        cells = args.cells or ["lstm"]
+        shapes = [parse_shape(text, cell) for text in args.shape for cell in cells]
+        return [Shape(**{**s.as_dict(), "packed": args.packed}) for s in shapes]
+    sweep = standard_sweep(device)
+    return [s for s in sweep if not args.cells or s.cell in args.cells]
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.compare:
+        print(report.compare(*args.compare))
+        return 0
+    from tqdm import tqdm
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    devices = args.devices or (["cuda"] if torch.cuda.is_available() else ["cpu"])
+    for device in devices:
+        if device == "cuda" and not torch.cuda.is_available():
+            print("cuda asked for but torch.cuda.is_available() is False", file=sys.stderr)
+            return 2
+        ceilings = {name: gemm_ceiling(device, DTYPES[name]) for name in args.dtypes}
+        todo = [(shape, name) for shape in cases(args, device) for name in args.dtypes]
+        rows: list[dict] = []
+        for shape, dtype_name in tqdm(todo, desc=f"benchmark on {device}", file=sys.stderr):
+            try:
+                rows += run_case(shape, args.impls, device, DTYPES[dtype_name], args.modes,
+                                 args.repeats, args.budget, ceilings[dtype_name])
+            except MismatchError as error:
+                print(f"ABORTED: {error}", file=sys.stderr)
+                return 1
+        stem = args.name or f"bench-{device}"
+        env = report.environment(device)
+        print(f"\n{device}: {env['gpu'] or env['cpu']}, torch {env['torch']}, "
+              f"{env['threads']} threads; GEMM ceiling "
+              + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in ceilings.items()))
+        print(report.table(rows))
+        json_path = args.out_dir / f"{stem}.json"
+        report.write_json(json_path, env, ceilings, rows)
+        print(f"wrote {json_path}")
+        if not args.no_plot:
+            plot_path = args.out_dir / f"{stem}.png"
+            report.write_plot(plot_path, rows)
+            print(f"wrote {plot_path}")
+    return 0

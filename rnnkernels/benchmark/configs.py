@@ -1,0 +1,73 @@
+"""What one benchmark case is, how much work it does, and the standard sweep."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+GATES = {"lstm": 4, "gru": 3, "rnn": 1}
+
+
+@dataclass(frozen=True)
+class Shape:
+    """A network and its input. ``packed``: lengths uniform in [1, T], run as a PackedSequence."""
+
+    cell: str
+    T: int
+    B: int
+    I: int
+    H: int
+    layers: int = 1
+    bidirectional: bool = False
+    packed: bool = False
+    label: str = ""
+
+    def key(self) -> str:
+        text = f"{self.cell} T={self.T} B={self.B} I={self.I} H={self.H} L={self.layers}"
+        if self.bidirectional:
+            text += " bi"
+        if self.packed:
+            text += " packed"
+        return text
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def flops(shape: Shape, tokens: int, mode: str) -> float:
+    """Multiply-adds x 2 of the GEMMs: per layer and direction, forward does
+    2 * tokens * G * H * (I_layer + H) with G gates (4 LSTM, 3 GRU, 1 RNN) and tokens =
+    T * B (or the sum of lengths when packed); a training step (forward + backward) does
+    3 times that (backward: one GEMM for the input gradient, one for the weights)."""
+    directions = 2 if shape.bidirectional else 1
+    total = 0.0
+    for layer in range(shape.layers):
+        layer_input = shape.I if layer == 0 else shape.H * directions
+        total += directions * 2.0 * tokens * GATES[shape.cell] * shape.H * (layer_input + shape.H)
+    return total * (3.0 if mode == "train" else 1.0)
+
+
+def standard_sweep(device: str) -> list[Shape]:
+    shapes = [
+        Shape("lstm", 100, 64, 512, 512, label="fastrnns default"),
+        Shape("lstm", 28, 128, 28, 256, layers=2, label="tutorial classifier"),
+        Shape("lstm", 100, 1, 64, 64, label="small batch"),
+        Shape("lstm", 200, 32, 512, 512, label="long"),
+        Shape("lstm", 500, 32, 256, 256, packed=True, label="variable length"),
+        Shape("gru", 100, 64, 512, 512, label="fastrnns default"),
+        Shape("rnn", 100, 64, 512, 512, label="fastrnns default"),
+    ]
+    if device == "cuda":
+        shapes.append(Shape("lstm", 1024, 16, 768, 768, label="long, GPU"))
+    return shapes
+
+
+def parse_shape(text: str, cell: str) -> Shape:
+    """'T,B,I,H[,layers[,bi]]' -> Shape, e.g. '100,64,512,512,2,bi'."""
+    parts = [p.strip() for p in text.split(",") if p.strip()]
+    if len(parts) < 4:
+        raise ValueError(f"shape {text!r}: expected T,B,I,H[,layers[,bi]]")
+    bidirectional = parts[-1] == "bi"
+    numbers = [int(p) for p in (parts[:-1] if bidirectional else parts)]
+    if len(numbers) not in (4, 5) or min(numbers) < 1:
+        raise ValueError(f"shape {text!r}: expected positive T,B,I,H[,layers[,bi]]")
+    return Shape(cell, *numbers, bidirectional=bidirectional)

@@ -1,0 +1,119 @@
+"""What a run leaves behind: the table on stdout, the JSON of every raw number with the
+environment, a PNG of the speedups, and the comparison of two JSON files."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+import subprocess
+from pathlib import Path
+
+import torch
+
+import rnnkernels
+
+SCHEMA_VERSION = 1
+
+
+def environment(device: str) -> dict:
+    cpu_model = platform.processor()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu_model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                                cwd=Path(__file__).parent, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        commit = None
+    cuda = device == "cuda"
+    return {
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "git_commit": commit,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "cudnn": torch.backends.cudnn.version() if cuda else None,
+        "gpu": torch.cuda.get_device_name() if cuda else None,
+        "cpu": cpu_model,
+        "cpu_count": os.cpu_count(),
+        "threads": torch.get_num_threads(),
+        "device": device,
+        "rnnkernels": rnnkernels.backend_info(),
+    }
+
+
+def _format_bytes(value: int | None) -> str:
+    return "-" if value is None else f"{value / 2**20:.1f} MiB"
+
+
+def table(rows: list[dict]) -> str:
+    header = (f"{'case':<44} {'mode':<5} {'implementation':<24} {'median ms':>10} {'IQR ms':>8} "
+              f"{'vs nn':>6} {'GFLOP/s':>8} {'% ceil':>6} {'memory':>11}")
+    lines = [header, "-" * len(header)]
+    previous = None
+    for row in rows:
+        case = f"{row['case']} {row['dtype']}" if (row["case"], row["mode"]) != previous else ""
+        previous = (row["case"], row["mode"])
+        lines.append(f"{case:<44} {row['mode']:<5} {row['impl']:<24} {row['median_ms']:>10.3f} "
+                     f"{row['iqr_ms']:>8.3f} {row['speedup_vs_nn']:>5.2f}x {row['gflops']:>8.1f} "
+                     f"{row['pct_of_gemm_ceiling']:>5.0f}% {_format_bytes(row['memory_bytes']):>11}")
+    return "\n".join(lines)
+
+
+def write_json(path: Path, env: dict, ceilings: dict, rows: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    document = {"schema": SCHEMA_VERSION, "environment": env, "gemm_ceiling_gflops": ceilings,
+                "flop_formula": "per layer and direction: 2*tokens*G*H*(I_layer+H), G=4 LSTM, "
+                                "3 GRU, 1 RNN; x3 for train (forward+backward)",
+                "results": rows}
+    path.write_text(json.dumps(document, indent=1))
+
+
+def write_plot(path: Path, rows: list[dict]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cases = list(dict.fromkeys(f"{r['case']}\n{r['mode']}" for r in rows))
+    impls = list(dict.fromkeys(r["impl"] for r in rows))
+    speedup = {(f"{r['case']}\n{r['mode']}", r["impl"]): r["speedup_vs_nn"] for r in rows}
+    width = 0.8 / max(len(impls), 1)
+    figure, axes = plt.subplots(figsize=(max(8, 1.1 * len(cases)), 5))
+    for index, impl in enumerate(impls):
+        xs = [c + index * width for c in range(len(cases))]
+        axes.bar(xs, [speedup.get((case, impl), 0) for case in cases], width, label=impl)
+    axes.axhline(1.0, color="black", linewidth=0.8)
+    axes.set_xticks([c + 0.4 - width / 2 for c in range(len(cases))])
+    axes.set_xticklabels(cases, rotation=60, ha="right", fontsize=7)
+    axes.set_ylabel("speedup over torch.nn (median time ratio)")
+    axes.set_yscale("log")
+    axes.legend(fontsize=8)
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def compare(old_path: Path, new_path: Path) -> str:
+    """Median time per (case, mode, implementation) in both runs and the change."""
+    def index(path: Path) -> dict:
+        rows = json.loads(path.read_text())["results"]
+        return {(r["case"], r["dtype"], r["mode"], r["impl"]): r for r in rows}
+
+    old, new = index(old_path), index(new_path)
+    lines = [f"{'case':<44} {'mode':<5} {'implementation':<24} {'old ms':>9} {'new ms':>9} {'change':>8}"]
+    for key in [k for k in new if k in old]:
+        before, after = old[key]["median_ms"], new[key]["median_ms"]
+        lines.append(f"{key[0] + ' ' + key[1]:<44} {key[2]:<5} {key[3]:<24} {before:>9.3f} "
+                     f"{after:>9.3f} {100 * (after / before - 1):>+7.1f}%")
+    missing = [k for k in new if k not in old]
+    if missing:
+        lines.append(f"({len(missing)} rows only in {new_path.name})")
+    return "\n".join(lines)

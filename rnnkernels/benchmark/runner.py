@@ -1,0 +1,130 @@
+"""Runs the cases: inputs, the correctness gate, timing, memory, derived numbers."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+
+import torch
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence
+
+from .configs import Shape, flops
+from .implementations import Implementation, build
+from .timing import summarize, time_interleaved
+
+# Agreement required with nn.* before timing: outputs are at most 1 in size, and
+# accumulation order differs between GEMM libraries.
+CHECK_ATOL = {torch.float32: 1e-4, torch.float64: 1e-9, torch.bfloat16: 5e-2, torch.float16: 1e-2}
+
+
+class MismatchError(RuntimeError):
+    """An implementation disagrees with torch.nn; the benchmark stops."""
+
+
+def make_input(shape: Shape, device: str, dtype: torch.dtype, seed: int = 0):
+    """(input, tokens): a [T, B, I] tensor, or a PackedSequence with lengths uniform in [1, T]."""
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.randn(shape.T, shape.B, shape.I, generator=generator).to(device=device, dtype=dtype)
+    if not shape.packed:
+        return x, shape.T * shape.B
+    lengths = torch.randint(1, shape.T + 1, (shape.B,), generator=generator)
+    return pack_padded_sequence(x, lengths, enforce_sorted=False), int(lengths.sum())
+
+
+def _output_tensors(result) -> list[torch.Tensor]:
+    output, hidden = result
+    data = output.data if isinstance(output, PackedSequence) else output
+    return [data, *(hidden if isinstance(hidden, tuple) else (hidden,))]
+
+
+def _step(impl: Implementation, x, mode: str) -> Callable[[], object]:
+    context = impl.context or contextlib.nullcontext
+
+    def forward() -> object:
+        with context(), torch.no_grad():
+            return impl.module(x)
+
+    def train() -> object:
+        with context():
+            impl.module.zero_grad(set_to_none=True)
+            loss = sum(t.float().sum() for t in _output_tensors(impl.module(x)))
+            loss.backward()
+        return loss
+
+    return forward if mode == "fwd" else train
+
+
+def check_against_nn(impls: list[Implementation], x, dtype: torch.dtype, case: str) -> None:
+    reference = [t.float() for t in _output_tensors(impls[0].run_forward())]
+    for impl in impls[1:]:
+        got = [t.float() for t in _output_tensors(impl.run_forward())]
+        for index, (g, w) in enumerate(zip(got, reference)):
+            error = (g - w).abs().max().item() if g.numel() else 0.0
+            if not error <= CHECK_ATOL[dtype]:
+                raise MismatchError(f"{case}: {impl.name} differs from {impls[0].name} in output "
+                                    f"{index} by {error:.3g} (allowed {CHECK_ATOL[dtype]:.1g})")
+
+
+@contextlib.contextmanager
+def _count_saved_bytes(total: list[int]) -> Iterator[None]:
+    """Adds to total[0] the bytes of distinct storages autograd saves for backward."""
+    seen: set[int] = set()
+
+    def pack(tensor: torch.Tensor) -> torch.Tensor:
+        storage = tensor.untyped_storage()
+        if storage.data_ptr() not in seen:
+            seen.add(storage.data_ptr())
+            total[0] += storage.nbytes()
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        yield
+
+
+def memory_bytes(fn: Callable[[], object], device: str, mode: str) -> int | None:
+    """CUDA: peak allocated during one call above what was allocated before. CPU: the
+    bytes saved for backward (training step only)."""
+    if device == "cuda":
+        torch.cuda.synchronize()
+        before = torch.cuda.memory_allocated()
+        torch.cuda.reset_peak_memory_stats()
+        fn()
+        torch.cuda.synchronize()
+        return torch.cuda.max_memory_allocated() - before
+    if mode != "train":
+        return None
+    total = [0]
+    with _count_saved_bytes(total):
+        fn()
+    return total[0]
+
+
+def run_case(shape: Shape, impl_names: list[str], device: str, dtype: torch.dtype, modes: list[str],
+             repeats: int, budget_s: float, gemm_gflops: float) -> list[dict]:
+    torch.manual_seed(0)
+    impls = build(shape, impl_names, device, dtype)
+    x, tokens = make_input(shape, device, dtype)
+    for impl in impls:
+        impl.run_forward = _step(impl, x, "fwd")
+    if impls and impls[0].name.startswith("nn"):
+        check_against_nn(impls, x, dtype, shape.key())
+    rows = []
+    for mode in modes:
+        fns = {impl.name: _step(impl, x, mode) for impl in impls}
+        samples = time_interleaved(fns, device, repeats, budget_s)
+        work = flops(shape, tokens, mode)
+        baseline = None
+        for impl in impls:
+            stats = summarize(samples[impl.name])
+            baseline = baseline or stats["median_ms"]
+            seconds = stats["median_ms"] / 1e3
+            rows.append({
+                "shape": shape.as_dict(), "case": shape.key(), "mode": mode, "impl": impl.name,
+                "device": device, "dtype": str(dtype).replace("torch.", ""), "tokens": tokens,
+                **stats, "samples_ms": [s * 1e3 for s in samples[impl.name]],
+                "speedup_vs_nn": baseline / stats["median_ms"],
+                "gflops": work / seconds / 1e9, "flop": work,
+                "pct_of_gemm_ceiling": 100.0 * work / seconds / 1e9 / gemm_gflops,
+                "memory_bytes": memory_bytes(fns[impl.name], device, mode),
+            })
+    return rows

@@ -1,0 +1,80 @@
+"""The benchmark's command line, FLOP formula and output files (not its timings)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from rnnkernels.benchmark import cli, report
+from rnnkernels.benchmark.configs import Shape, flops, parse_shape, standard_sweep
+
+
+def test_defaults() -> None:
+    args = cli.parse_args([])
+    assert args.modes == ["fwd", "train"] and args.dtypes == ["float32"]
+    assert args.shape == [] and args.compare is None
+
+
+def test_options_parse() -> None:
+    args = cli.parse_args(["--cells", "gru", "rnn", "--impls", "nn", "cpp", "--dtypes", "bfloat16",
+                           "--modes", "train", "--shape", "10,2,3,4,2,bi", "--repeats", "7",
+                           "--devices", "cpu", "--threads", "1"])
+    assert args.cells == ["gru", "rnn"] and args.impls == ["nn", "cpp"]
+    assert args.repeats == 7 and args.threads == 1 and args.devices == ["cpu"]
+    shapes = cli.cases(args, "cpu")
+    assert [s.cell for s in shapes] == ["gru", "rnn"]
+    assert shapes[0] == Shape("gru", 10, 2, 3, 4, 2, bidirectional=True)
+
+
+@pytest.mark.parametrize("argv", [["--repeats", "0"], ["--packed"], ["--cells", "tcn"],
+                                  ["--modes", "both"]])
+def test_bad_options_exit(argv) -> None:
+    with pytest.raises(SystemExit):
+        cli.parse_args(argv)
+
+
+@pytest.mark.parametrize("text", ["1,2,3", "a,b,c,d", "1,2,3,0", "1,2,3,4,5,6"])
+def test_bad_shape_strings(text) -> None:
+    with pytest.raises(ValueError):
+        parse_shape(text, "lstm")
+
+
+def test_flop_formula() -> None:
+    lstm = Shape("lstm", T=100, B=64, I=512, H=512)
+    assert flops(lstm, 6400, "fwd") == 2 * 6400 * 4 * 512 * (512 + 512)
+    assert flops(lstm, 6400, "train") == 3 * flops(lstm, 6400, "fwd")
+    gru2 = Shape("gru", T=5, B=2, I=3, H=4, layers=2, bidirectional=True)
+    # layer 0: 2 directions x 2*10*3*4*(3+4); layer 1 reads both directions: I = 8
+    assert flops(gru2, 10, "fwd") == 2 * (2 * 10 * 3 * 4 * 7) + 2 * (2 * 10 * 3 * 4 * 12)
+    assert flops(Shape("rnn", 1, 1, 2, 3), 1, "fwd") == 2 * 1 * 3 * 5
+
+
+def test_standard_sweep_has_the_issue_shapes() -> None:
+    keys = {s.key() for s in standard_sweep("cpu")}
+    assert "lstm T=100 B=64 I=512 H=512 L=1" in keys
+    assert "lstm T=28 B=128 I=28 H=256 L=2" in keys
+    assert "lstm T=500 B=32 I=256 H=256 L=1 packed" in keys
+    assert {s.cell for s in standard_sweep("cpu")} == {"lstm", "gru", "rnn"}
+    assert "lstm T=1024 B=16 I=768 H=768 L=1" in {s.key() for s in standard_sweep("cuda")}
+
+
+def test_tiny_run_writes_table_json_plot_and_compares(tmp_path, capsys) -> None:
+    argv = ["--shape", "3,2,4,5", "--cells", "lstm", "gru", "--repeats", "5", "--budget", "0.01",
+            "--impls", "nn", "cpp", "python", "--out-dir", str(tmp_path), "--name", "run"]
+    assert cli.main(argv) == 0
+    output = capsys.readouterr().out
+    assert "median ms" in output and "vs nn" in output
+    document = json.loads((tmp_path / "run.json").read_text())
+    assert document["schema"] == report.SCHEMA_VERSION
+    assert {"torch", "threads", "cpu", "git_commit", "device"} <= set(document["environment"])
+    assert document["gemm_ceiling_gflops"]["float32"] > 0
+    rows = document["results"]
+    assert {r["mode"] for r in rows} == {"fwd", "train"}
+    for row in rows:
+        assert {"case", "impl", "median_ms", "iqr_ms", "samples_ms", "speedup_vs_nn", "gflops",
+                "pct_of_gemm_ceiling", "memory_bytes", "flop", "tokens"} <= set(row)
+        assert len(row["samples_ms"]) == row["rounds"] >= 5
+    assert (tmp_path / "run.png").stat().st_size > 0
+    assert cli.main(["--compare", str(tmp_path / "run.json"), str(tmp_path / "run.json")]) == 0
+    assert "+0.0%" in capsys.readouterr().out

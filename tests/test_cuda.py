@@ -1,0 +1,121 @@
+"""The CUDA backend: gradcheck, opcheck, parity with nn.* (TF32 off), half types
+against float32, and agreement with our own CPU kernels. Skipped without a GPU."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+import rnnkernels
+from conftest import assert_parity, flatten, module_pair, requires_cuda
+from test_gradcheck import CELLS, _as_function, _inputs
+from test_opcheck import CASES, _backward_args, _forward_args
+from rnnkernels import _ops
+
+pytestmark = requires_cuda
+
+
+@pytest.fixture(autouse=True)
+def _no_tf32():
+    previous = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    yield
+    torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = previous
+
+
+@pytest.mark.parametrize("cell", list(CELLS))
+@pytest.mark.parametrize("layers", [1, 2])
+@pytest.mark.parametrize("bidirectional", [False, True], ids=["uni", "bi"])
+def test_gradcheck_cuda(cell, layers, bidirectional) -> None:
+    module_class, kwargs = CELLS[cell]
+    module = module_class(3, 3, num_layers=layers, bidirectional=bidirectional, backend="cuda",
+                          dtype=torch.float64, device="cuda", **kwargs)
+    inputs = [t.detach().cuda().requires_grad_() for t in _inputs(module)]
+    assert torch.autograd.gradcheck(_as_function(module), inputs, check_batched_grad=True)
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c[0]}-proj{int(c[1])}-packed{int(bool(c[2]))}")
+def test_opcheck_cuda(case) -> None:
+    cell, projects, batch_sizes = case
+    args = _forward_args(cell, projects, batch_sizes, device="cuda")
+    torch.library.opcheck(_ops.forward_op(cell), args)
+    torch.library.opcheck(_ops.backward_op(cell), _backward_args(cell, args))
+
+
+PARITY = [(nn.LSTM, {}), (nn.LSTM, {"proj_size": 8}), (nn.GRU, {}),
+          (nn.RNN, {"nonlinearity": "tanh"}), (nn.RNN, {"nonlinearity": "relu"})]
+
+
+@pytest.mark.parametrize("case", PARITY, ids=lambda c: c[0].__name__ + str(c[1]))
+@pytest.mark.parametrize("packed", [False, True])
+def test_parity_with_nn_cuda(case, packed) -> None:
+    nn_class, kwargs = case
+    reference, fused = module_pair(nn_class, 32, 64, num_layers=2, bidirectional=True,
+                                   backend="cuda", **kwargs)
+    reference.cuda()
+    fused.cuda()
+    x = torch.randn(50, 8, 32, device="cuda", requires_grad=True)
+    if packed:
+        lengths = torch.randint(1, 51, (8,)).sort(descending=True).values
+        lengths[0] = 50
+        x = nn.utils.rnn.pack_padded_sequence(x, lengths)
+    assert_parity(reference, fused, [x, None])
+
+
+@pytest.mark.parametrize("case", [(nn.LSTMCell, {}), (nn.GRUCell, {}), (nn.RNNCell, {})],
+                         ids=lambda c: c[0].__name__)
+def test_cells_cuda(case) -> None:
+    nn_class, kwargs = case
+    reference, fused = module_pair(nn_class, 6, 10, backend="cuda", **kwargs)
+    reference.cuda()
+    fused.cuda()
+    assert_parity(reference, fused, [torch.randn(4, 6, device="cuda", requires_grad=True), None])
+
+
+# Bound for half types: gates are computed in float32 but h and c are stored in the half
+# type each step and the GEMMs read half operands, so rounding (2**-8 relative for bf16,
+# 2**-11 for fp16) enters every step; the recurrence is contractive, so it does not grow
+# much over T=20 steps. 8 ulps of the largest magnitude leaves room for that.
+HALF_ULPS = {torch.bfloat16: 8 * 2.0**-8, torch.float16: 8 * 2.0**-11}
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("name", ["lstm", "gru", "rnn-tanh"])
+def test_half_against_float32_cuda(dtype, name) -> None:
+    module_class, kwargs = CELLS[name]
+    module = module_class(32, 64, num_layers=2, backend="cuda", device="cuda", **kwargs).to(dtype)
+    reference = module_class(32, 64, num_layers=2, backend="cuda", device="cuda", **kwargs)
+    reference.load_state_dict({k: v.float() for k, v in module.state_dict().items()})
+    x = torch.randn(20, 8, 32, device="cuda").to(dtype)
+    got = flatten(module(x))
+    want = flatten(reference(x.float()))
+    for g, w in zip(got, want):
+        assert g.dtype == dtype
+        torch.testing.assert_close(g.float(), w, atol=HALF_ULPS[dtype] * w.abs().max().item(),
+                                   rtol=0)
+
+
+@pytest.mark.parametrize("name", list(CELLS))
+def test_cuda_agrees_with_cpu_kernels(name) -> None:
+    module_class, kwargs = CELLS[name]
+    cpu = module_class(8, 16, num_layers=2, bidirectional=True, backend="cpp", **kwargs)
+    gpu = module_class(8, 16, num_layers=2, bidirectional=True, backend="cuda", device="cuda",
+                       **kwargs)
+    gpu.load_state_dict(cpu.state_dict())
+    x = torch.randn(12, 5, 8)
+    for got, want in zip(flatten(gpu(x.cuda())), flatten(cpu(x))):
+        torch.testing.assert_close(got.cpu(), want, atol=1e-5, rtol=0)
+
+
+def test_autocast_cuda() -> None:
+    module = rnnkernels.FusedLSTM(16, 32, backend="cuda", device="cuda")
+    with torch.autocast("cuda"):
+        output, _ = module(torch.randn(5, 3, 16, device="cuda"))
+    assert torch.isfinite(output).all()
+
+
+def test_mixed_devices_error() -> None:
+    module = rnnkernels.FusedGRU(4, 6, device="cuda")
+    with pytest.raises(RuntimeError, match="not at the same device"):
+        module(torch.randn(3, 2, 4))
