@@ -54,7 +54,11 @@ def extension_modules() -> tuple[list, dict]:
         os.environ.setdefault("TORCH_CUDA_ARCH_LIST", DEFAULT_CUDA_ARCHS)
     from torch.utils import cpp_extension
 
+    # The per-instruction-set kernels go last: the linker keeps the first copy of any
+    # inline function, which must be the one compiled for the baseline target.
     sources = ["csrc/module.cpp", "csrc/ops.cpp", "csrc/layer.cpp", "csrc/cpu/pointwise.cpp"]
+    cpu_capability_sources = ["csrc/cpu/rows_default.cpp", "csrc/cpu/rows_avx2.cpp",
+                              "csrc/cpu/rows_avx512.cpp"]
     cxx_flags = ["-O3", "-fopenmp"]
     macros = []
     include_dirs = [str(ROOT / "csrc")]
@@ -68,7 +72,7 @@ def extension_modules() -> tuple[list, dict]:
             include_dirs.append(str(wheel_cuda_include))
         ext = cpp_extension.CUDAExtension(
             "rnnkernels._C",
-            sources,
+            sources + cpu_capability_sources,
             define_macros=macros,
             include_dirs=include_dirs,
             extra_compile_args={"cxx": cxx_flags, "nvcc": ["-O3"]},
@@ -77,7 +81,7 @@ def extension_modules() -> tuple[list, dict]:
     else:
         ext = cpp_extension.CppExtension(
             "rnnkernels._C",
-            sources,
+            sources + cpu_capability_sources,
             define_macros=macros,
             include_dirs=include_dirs,
             extra_compile_args={"cxx": cxx_flags},

@@ -21,31 +21,37 @@ struct OpMath {
   static RNNK_HD T store(type v) { return v; }
 };
 
-template <typename T>
-RNNK_HD typename OpMath<T>::type ld(T v) {
-  return OpMath<T>::load(v);
-}
-
-template <typename T>
-RNNK_HD T st(typename OpMath<T>::type v) {
-  return OpMath<T>::store(v);
-}
+// Elementwise functions of a compute type A: a scalar here; the CPU kernels specialise
+// it for at::vec::Vectorized so the same cell math runs on SIMD registers.
+template <typename A>
+struct Math {
+  static RNNK_HD A exp(A x) { return std::exp(x); }
+  static RNNK_HD A tanh(A x) { return std::tanh(x); }
+  // `x < 0 ? 0 : x` (not `x > 0 ? x : 0`) so that NaN propagates as torch.relu does.
+  static RNNK_HD A relu(A x) { return x < A(0) ? A(0) : x; }
+  // d relu / d pre-activation, from the output h: dh where h > 0.
+  static RNNK_HD A relu_grad(A h, A dh) { return h > A(0) ? dh : A(0); }
+};
 
 template <typename A>
 RNNK_HD A sigmoid(A x) {
-  return A(1) / (A(1) + std::exp(-x));
+  return A(1) / (A(1) + Math<A>::exp(A(0) - x));
 }
 
 template <typename A>
 RNNK_HD A tanh_act(A x) {
-  return std::tanh(x);
+  return Math<A>::tanh(x);
 }
 
-// `x < 0 ? 0 : x` (not `x > 0 ? x : 0`) so that NaN propagates as torch.relu does.
-template <typename A>
-RNNK_HD A relu_act(A x) {
-  return x < A(0) ? A(0) : x;
-}
+// How a kernel reads and writes hidden units: one at a time (ScalarLanes) or, in the CPU
+// kernels, a SIMD vector of adjacent ones. Value is what the cell math computes on.
+template <typename T>
+struct ScalarLanes {
+  using Elem = T;
+  using Value = typename OpMath<T>::type;
+  static RNNK_HD Value load(const T* p) { return OpMath<T>::load(*p); }
+  static RNNK_HD void store(T* p, Value v) { *p = OpMath<T>::store(v); }
+};
 
 // Pointers into one time step's rows (n rows of a batch). Rows are contiguous
 // with the widths given in the comments; each cell reads only what it needs.

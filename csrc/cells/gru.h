@@ -11,44 +11,46 @@ struct GruCell {
   static constexpr int kGates = 3;
   static constexpr int kSaved = 4;
 
-  template <typename T>
-  static RNNK_HD void forward(const StepForward<T>& s, int64_t b, int64_t j) {
-    using A = typename OpMath<T>::type;
+  template <typename L>
+  static RNNK_HD void forward(const StepForward<typename L::Elem>& s, int64_t b, int64_t j) {
+    using A = typename L::Value;
     const int64_t H = s.H;
-    const T* xg = s.xg + b * 3 * H;
-    const T* hg = s.hg + b * 3 * H;
-    const A r = sigmoid(ld(xg[j]) + ld(hg[j]));
-    const A z = sigmoid(ld(xg[H + j]) + ld(hg[H + j]));
-    const A hg_n = ld(hg[2 * H + j]);
-    const A n = tanh_act(ld(xg[2 * H + j]) + r * hg_n);
-    const A h_prev = ld(s.h[b * H + j]);
-    s.h[b * H + j] = st<T>((A(1) - z) * n + z * h_prev);
-    T* saved = s.saved + b * 4 * H;
-    saved[j] = st<T>(r);
-    saved[H + j] = st<T>(z);
-    saved[2 * H + j] = st<T>(n);
-    saved[3 * H + j] = st<T>(hg_n);
+    const auto* xg = s.xg + b * 3 * H + j;
+    const auto* hg = s.hg + b * 3 * H + j;
+    const A r = sigmoid(L::load(xg) + L::load(hg));
+    const A z = sigmoid(L::load(xg + H) + L::load(hg + H));
+    const A hg_n = L::load(hg + 2 * H);
+    const A n = tanh_act(L::load(xg + 2 * H) + r * hg_n);
+    const A h_prev = L::load(s.h + b * H + j);
+    L::store(s.h + b * H + j, (A(1) - z) * n + z * h_prev);
+    auto* saved = s.saved + b * 4 * H + j;
+    L::store(saved, r);
+    L::store(saved + H, z);
+    L::store(saved + 2 * H, n);
+    L::store(saved + 3 * H, hg_n);
   }
 
-  template <typename T>
-  static RNNK_HD void backward(const StepBackward<T>& s, int64_t b, int64_t j) {
-    using A = typename OpMath<T>::type;
+  template <typename L>
+  static RNNK_HD void backward(const StepBackward<typename L::Elem>& s, int64_t b, int64_t j) {
+    using A = typename L::Value;
     const int64_t H = s.H;
-    const T* saved = s.saved + b * 4 * H;
-    const A r = ld(saved[j]), z = ld(saved[H + j]), n = ld(saved[2 * H + j]),
-            hg_n = ld(saved[3 * H + j]);
-    const A h_prev = ld(s.h_prev[b * H + j]);
-    const A dh = ld(s.dh[b * H + j]);
+    const auto* saved = s.saved + b * 4 * H + j;
+    const A r = L::load(saved), z = L::load(saved + H), n = L::load(saved + 2 * H),
+            hg_n = L::load(saved + 3 * H);
+    const A h_prev = L::load(s.h_prev + b * H + j);
+    const A dh = L::load(s.dh + b * H + j);
     const A dn_pre = dh * (A(1) - z) * (A(1) - n * n);
     const A dr_pre = dn_pre * hg_n * r * (A(1) - r);
     const A dz_pre = dh * (h_prev - n) * z * (A(1) - z);
-    T* dxg = s.dxg + b * 3 * H;
-    T* dhg = s.dhg + b * 3 * H;
-    dxg[j] = dhg[j] = st<T>(dr_pre);
-    dxg[H + j] = dhg[H + j] = st<T>(dz_pre);
-    dxg[2 * H + j] = st<T>(dn_pre);
-    dhg[2 * H + j] = st<T>(dn_pre * r);
-    s.dh[b * H + j] = st<T>(dh * z);
+    auto* dxg = s.dxg + b * 3 * H + j;
+    auto* dhg = s.dhg + b * 3 * H + j;
+    L::store(dxg, dr_pre);
+    L::store(dhg, dr_pre);
+    L::store(dxg + H, dz_pre);
+    L::store(dhg + H, dz_pre);
+    L::store(dxg + 2 * H, dn_pre);
+    L::store(dhg + 2 * H, dn_pre * r);
+    L::store(s.dh + b * H + j, dh * z);
   }
 };
 

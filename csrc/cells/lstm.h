@@ -10,43 +10,44 @@ struct LstmCell {
   static constexpr int kGates = 4;
   static constexpr int kSaved = 4;
 
-  template <typename T>
-  static RNNK_HD void forward(const StepForward<T>& s, int64_t b, int64_t j) {
-    using A = typename OpMath<T>::type;
+  // Hidden unit(s) j of row b; L says how many units one load covers (common.h).
+  template <typename L>
+  static RNNK_HD void forward(const StepForward<typename L::Elem>& s, int64_t b, int64_t j) {
+    using A = typename L::Value;
     const int64_t H = s.H;
-    const T* xg = s.xg + b * 4 * H;
-    const T* hg = s.hg + b * 4 * H;
-    const A i = sigmoid(ld(xg[j]) + ld(hg[j]));
-    const A f = sigmoid(ld(xg[H + j]) + ld(hg[H + j]));
-    const A g = tanh_act(ld(xg[2 * H + j]) + ld(hg[2 * H + j]));
-    const A o = sigmoid(ld(xg[3 * H + j]) + ld(hg[3 * H + j]));
-    const A c = f * ld(s.c[b * H + j]) + i * g;
-    s.c[b * H + j] = st<T>(c);
-    s.h[b * H + j] = st<T>(o * tanh_act(c));
-    T* saved = s.saved + b * 4 * H;
-    saved[j] = st<T>(i);
-    saved[H + j] = st<T>(f);
-    saved[2 * H + j] = st<T>(g);
-    saved[3 * H + j] = st<T>(o);
+    const auto* xg = s.xg + b * 4 * H + j;
+    const auto* hg = s.hg + b * 4 * H + j;
+    const A i = sigmoid(L::load(xg) + L::load(hg));
+    const A f = sigmoid(L::load(xg + H) + L::load(hg + H));
+    const A g = tanh_act(L::load(xg + 2 * H) + L::load(hg + 2 * H));
+    const A o = sigmoid(L::load(xg + 3 * H) + L::load(hg + 3 * H));
+    const A c = f * L::load(s.c + b * H + j) + i * g;
+    L::store(s.c + b * H + j, c);
+    L::store(s.h + b * H + j, o * tanh_act(c));
+    auto* saved = s.saved + b * 4 * H + j;
+    L::store(saved, i);
+    L::store(saved + H, f);
+    L::store(saved + 2 * H, g);
+    L::store(saved + 3 * H, o);
   }
 
-  template <typename T>
-  static RNNK_HD void backward(const StepBackward<T>& s, int64_t b, int64_t j) {
-    using A = typename OpMath<T>::type;
+  template <typename L>
+  static RNNK_HD void backward(const StepBackward<typename L::Elem>& s, int64_t b, int64_t j) {
+    using A = typename L::Value;
     const int64_t H = s.H;
-    const T* saved = s.saved + b * 4 * H;
-    const A i = ld(saved[j]), f = ld(saved[H + j]), g = ld(saved[2 * H + j]),
-            o = ld(saved[3 * H + j]);
-    const A c_prev = ld(s.c_prev[b * H + j]);
+    const auto* saved = s.saved + b * 4 * H + j;
+    const A i = L::load(saved), f = L::load(saved + H), g = L::load(saved + 2 * H),
+            o = L::load(saved + 3 * H);
+    const A c_prev = L::load(s.c_prev + b * H + j);
     const A tanh_c = tanh_act(f * c_prev + i * g);
-    const A dh = ld(s.dh[b * H + j]);
-    const A dc = ld(s.dc[b * H + j]) + dh * o * (A(1) - tanh_c * tanh_c);
-    T* dxg = s.dxg + b * 4 * H;
-    dxg[j] = st<T>(dc * g * i * (A(1) - i));
-    dxg[H + j] = st<T>(dc * c_prev * f * (A(1) - f));
-    dxg[2 * H + j] = st<T>(dc * i * (A(1) - g * g));
-    dxg[3 * H + j] = st<T>(dh * tanh_c * o * (A(1) - o));
-    s.dc[b * H + j] = st<T>(dc * f);
+    const A dh = L::load(s.dh + b * H + j);
+    const A dc = L::load(s.dc + b * H + j) + dh * o * (A(1) - tanh_c * tanh_c);
+    auto* dxg = s.dxg + b * 4 * H + j;
+    L::store(dxg, dc * g * i * (A(1) - i));
+    L::store(dxg + H, dc * c_prev * f * (A(1) - f));
+    L::store(dxg + 2 * H, dc * i * (A(1) - g * g));
+    L::store(dxg + 3 * H, dh * tanh_c * o * (A(1) - o));
+    L::store(s.dc + b * H + j, dc * f);
   }
 };
 

@@ -10,23 +10,23 @@ struct RnnCell {
   static constexpr int kGates = 1;
   static constexpr int kSaved = 1;
 
-  template <typename T>
-  static RNNK_HD void forward(const StepForward<T>& s, int64_t b, int64_t j) {
-    using A = typename OpMath<T>::type;
+  template <typename L>
+  static RNNK_HD void forward(const StepForward<typename L::Elem>& s, int64_t b, int64_t j) {
+    using A = typename L::Value;
     const int64_t k = b * s.H + j;
-    const A pre = ld(s.xg[k]) + ld(s.hg[k]);
-    const A h = Relu ? relu_act(pre) : tanh_act(pre);
-    s.h[k] = st<T>(h);
-    s.saved[k] = st<T>(h);
+    const A pre = L::load(s.xg + k) + L::load(s.hg + k);
+    const A h = Relu ? Math<A>::relu(pre) : tanh_act(pre);
+    L::store(s.h + k, h);
+    L::store(s.saved + k, h);
   }
 
-  template <typename T>
-  static RNNK_HD void backward(const StepBackward<T>& s, int64_t b, int64_t j) {
-    using A = typename OpMath<T>::type;
+  template <typename L>
+  static RNNK_HD void backward(const StepBackward<typename L::Elem>& s, int64_t b, int64_t j) {
+    using A = typename L::Value;
     const int64_t k = b * s.H + j;
-    const A h = ld(s.saved[k]);
-    const A dh = ld(s.dh[k]);
-    s.dxg[k] = st<T>(Relu ? (h > A(0) ? dh : A(0)) : dh * (A(1) - h * h));
+    const A h = L::load(s.saved + k);
+    const A dh = L::load(s.dh + k);
+    L::store(s.dxg + k, Relu ? Math<A>::relu_grad(h, dh) : dh * (A(1) - h * h));
   }
 };
 

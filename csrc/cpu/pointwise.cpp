@@ -1,9 +1,13 @@
-// CPU pointwise kernels: the cell math from cells/*.h over n rows x H columns,
-// parallel over rows with at::parallel_for.
+// CPU pointwise kernels: the cell math from cells/*.h over n rows x H units, SIMD over
+// the units (the widest instruction set this CPU has) and parallel over rows.
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 
+#include <cstdlib>
+#include <cstring>
+
 #include "../pointwise.h"
+#include "rows.h"
 
 namespace rnnk {
 namespace {
@@ -13,17 +17,63 @@ T* ptr_or_null(const at::Tensor& t) {
   return t.defined() && t.numel() > 0 ? t.data_ptr<T>() : nullptr;
 }
 
-// Enough work per task that thread wake-up stays small against the math.
+// Enough work per task that waking a thread stays small against the math.
 constexpr int64_t kGrainElements = 16384;
 
-template <typename Fn>
-void for_each_point(int64_t n, int64_t H, const Fn& fn) {
-  const int64_t grain_rows = std::max<int64_t>(1, kGrainElements / std::max<int64_t>(H, 1));
-  at::parallel_for(0, n, grain_rows, [&](int64_t begin, int64_t end) {
-    for (int64_t b = begin; b < end; ++b) {
-      for (int64_t j = 0; j < H; ++j) fn(b, j);
-    }
-  });
+template <typename Step, typename RowsFn>
+void parallel_rows(const Step& step, int64_t rows, const RowsFn& rows_fn) {
+  const int64_t grain = std::max<int64_t>(1, kGrainElements / std::max<int64_t>(step.H, 1));
+  at::parallel_for(0, rows, grain, [&](int64_t begin, int64_t end) { rows_fn(begin, end); });
+}
+
+enum class Isa { Default, Avx2, Avx512 };
+
+// The widest instruction set of this CPU that rows_*.cpp are compiled for;
+// ATEN_CPU_CAPABILITY=default|avx2 caps it, as it does for ATen's own kernels.
+Isa detect_isa() {
+  Isa best = Isa::Default;
+#if defined(__x86_64__)
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+      __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq")) {
+    best = Isa::Avx512;
+  } else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
+    best = Isa::Avx2;
+  }
+#endif
+  const char* cap = std::getenv("ATEN_CPU_CAPABILITY");
+  if (cap != nullptr && std::strcmp(cap, "default") == 0) return Isa::Default;
+  if (cap != nullptr && std::strcmp(cap, "avx2") == 0 && best == Isa::Avx512) return Isa::Avx2;
+  return best;
+}
+
+Isa cpu_isa() {
+  static const Isa isa = detect_isa();
+  return isa;
+}
+
+template <typename Step>
+void run_forward(CellKind kind, const Step& step, int64_t begin, int64_t end) {
+  switch (cpu_isa()) {
+    case Isa::Avx512:
+      return AVX512::forward_rows(kind, step, begin, end);
+    case Isa::Avx2:
+      return AVX2::forward_rows(kind, step, begin, end);
+    default:
+      return DEFAULT::forward_rows(kind, step, begin, end);
+  }
+}
+
+template <typename Step>
+void run_backward(CellKind kind, const Step& step, int64_t begin, int64_t end) {
+  switch (cpu_isa()) {
+    case Isa::Avx512:
+      return AVX512::backward_rows(kind, step, begin, end);
+    case Isa::Avx2:
+      return AVX2::backward_rows(kind, step, begin, end);
+    default:
+      return DEFAULT::backward_rows(kind, step, begin, end);
+  }
 }
 
 }  // namespace
@@ -34,11 +84,8 @@ void pointwise_forward_cpu(CellKind kind, const at::Tensor& xg, const at::Tensor
     const StepForward<scalar_t> step{xg.data_ptr<scalar_t>(), hg.data_ptr<scalar_t>(),
                                      h.data_ptr<scalar_t>(), ptr_or_null<scalar_t>(c),
                                      saved.data_ptr<scalar_t>(), h.size(1)};
-    visit_cell(kind, [&](auto cell) {
-      using Cell = decltype(cell);
-      for_each_point(h.size(0), h.size(1),
-                     [&](int64_t b, int64_t j) { Cell::forward(step, b, j); });
-    });
+    parallel_rows(step, h.size(0),
+                  [&](int64_t begin, int64_t end) { run_forward(kind, step, begin, end); });
   });
 }
 
@@ -52,11 +99,8 @@ void pointwise_backward_cpu(CellKind kind, const at::Tensor& dh, const at::Tenso
         saved.data_ptr<scalar_t>(),     ptr_or_null<scalar_t>(c_prev),
         ptr_or_null<scalar_t>(h_prev),  dxg.data_ptr<scalar_t>(),
         dhg.data_ptr<scalar_t>(),       dh.size(1)};
-    visit_cell(kind, [&](auto cell) {
-      using Cell = decltype(cell);
-      for_each_point(dh.size(0), dh.size(1),
-                     [&](int64_t b, int64_t j) { Cell::backward(step, b, j); });
-    });
+    parallel_rows(step, dh.size(0),
+                  [&](int64_t begin, int64_t end) { run_backward(kind, step, begin, end); });
   });
 }
 

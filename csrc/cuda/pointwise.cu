@@ -28,13 +28,13 @@ constexpr int kThreads = 256;
 template <typename Cell, typename T>
 __global__ void forward_kernel(StepForward<T> step, int64_t total) {
   const int64_t idx = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
-  if (idx < total) Cell::forward(step, idx / step.H, idx % step.H);
+  if (idx < total) Cell::template forward<ScalarLanes<T>>(step, idx / step.H, idx % step.H);
 }
 
 template <typename Cell, typename T>
 __global__ void backward_kernel(StepBackward<T> step, int64_t total) {
   const int64_t idx = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
-  if (idx < total) Cell::backward(step, idx / step.H, idx % step.H);
+  if (idx < total) Cell::template backward<ScalarLanes<T>>(step, idx / step.H, idx % step.H);
 }
 
 int64_t blocks_for(int64_t total) { return (total + kThreads - 1) / kThreads; }

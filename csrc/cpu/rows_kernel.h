@@ -1,0 +1,85 @@
+// The body of rows_{default,avx2,avx512}.cpp: each defines CPU_CAPABILITY (and its
+// CPU_CAPABILITY_* macro and target) first, so at::vec picks that instruction set and
+// everything here lands in a namespace of its own. Keep ATen tensor headers out: only
+// at::vec and the cell math, so little inline code is compiled for a wider target.
+#include <ATen/cpu/vec/vec.h>
+
+#include "../cells/cells.h"
+#include "rows.h"
+
+namespace rnnk {
+
+// The cell math on SIMD registers: Math<> for at::vec::Vectorized.
+template <typename S>
+struct Math<at::vec::Vectorized<S>> {
+  using V = at::vec::Vectorized<S>;
+  static V exp(V x) { return x.exp(); }
+  static V tanh(V x) { return x.tanh(); }
+  static V relu(V x) { return at::vec::maximum(x, V(0)); }  // propagates NaN like torch.relu
+  static V relu_grad(V h, V dh) { return V::blendv(V(0), dh, h > V(0)); }
+};
+
+namespace CPU_CAPABILITY {
+namespace {
+
+template <typename T>
+struct VectorLanes {
+  using Elem = T;
+  using Value = at::vec::Vectorized<T>;
+  static Value load(const T* p) { return Value::loadu(p); }
+  static void store(T* p, Value v) { v.store(p); }
+};
+
+// Full vectors over the hidden units, then one unit at a time for the remainder.
+template <typename Step, typename Fn, typename TailFn>
+void each_unit(const Step& step, int64_t begin, int64_t end, const Fn& vector_fn,
+               const TailFn& scalar_fn, int64_t width) {
+  const int64_t vector_end = step.H - step.H % width;
+  for (int64_t b = begin; b < end; ++b) {
+    int64_t j = 0;
+    for (; j < vector_end; j += width) vector_fn(b, j);
+    for (; j < step.H; ++j) scalar_fn(b, j);
+  }
+}
+
+template <typename T>
+void forward_impl(CellKind kind, const StepForward<T>& step, int64_t begin, int64_t end) {
+  visit_cell(kind, [&](auto cell) {
+    using Cell = decltype(cell);
+    each_unit(
+        step, begin, end,
+        [&](int64_t b, int64_t j) { Cell::template forward<VectorLanes<T>>(step, b, j); },
+        [&](int64_t b, int64_t j) { Cell::template forward<ScalarLanes<T>>(step, b, j); },
+        at::vec::Vectorized<T>::size());
+  });
+}
+
+template <typename T>
+void backward_impl(CellKind kind, const StepBackward<T>& step, int64_t begin, int64_t end) {
+  visit_cell(kind, [&](auto cell) {
+    using Cell = decltype(cell);
+    each_unit(
+        step, begin, end,
+        [&](int64_t b, int64_t j) { Cell::template backward<VectorLanes<T>>(step, b, j); },
+        [&](int64_t b, int64_t j) { Cell::template backward<ScalarLanes<T>>(step, b, j); },
+        at::vec::Vectorized<T>::size());
+  });
+}
+
+}  // namespace
+
+void forward_rows(CellKind kind, const StepForward<float>& step, int64_t begin, int64_t end) {
+  forward_impl(kind, step, begin, end);
+}
+void forward_rows(CellKind kind, const StepForward<double>& step, int64_t begin, int64_t end) {
+  forward_impl(kind, step, begin, end);
+}
+void backward_rows(CellKind kind, const StepBackward<float>& step, int64_t begin, int64_t end) {
+  backward_impl(kind, step, begin, end);
+}
+void backward_rows(CellKind kind, const StepBackward<double>& step, int64_t begin, int64_t end) {
+  backward_impl(kind, step, begin, end);
+}
+
+}  // namespace CPU_CAPABILITY
+}  // namespace rnnk
