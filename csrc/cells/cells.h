@@ -8,6 +8,8 @@ namespace rnnk {
 
 enum class CellKind : int { Lstm, Gru, RnnTanh, RnnRelu };
 
+namespace {  // internal linkage: see common.h
+
 // Calls f(Cell{}) with the cell type for `kind`; every kernel dispatches through here.
 template <typename F>
 decltype(auto) visit_cell(CellKind kind, F&& f) {
@@ -31,4 +33,5 @@ inline int cell_saved(CellKind kind) {
   return visit_cell(kind, [](auto cell) { return decltype(cell)::kSaved; });
 }
 
+}  // namespace
 }  // namespace rnnk

@@ -12,6 +12,11 @@
 
 namespace rnnk {
 
+// The math below has internal linkage (an unnamed namespace): every translation unit
+// compiles its own copy, so the CPU units built for different instruction sets
+// (cpu/rows_*.cpp) never share a function the linker could pick for the wrong CPU.
+namespace {
+
 // Half types store in 16 bits but compute in float: CUDA code specialises this
 // with explicit conversions (torch builds CUDA with implicit half conversions off).
 template <typename T>
@@ -52,6 +57,8 @@ struct ScalarLanes {
   static RNNK_HD Value load(const T* p) { return OpMath<T>::load(*p); }
   static RNNK_HD void store(T* p, Value v) { *p = OpMath<T>::store(v); }
 };
+
+}  // namespace
 
 // Pointers into one time step's rows (n rows of a batch). Rows are contiguous
 // with the widths given in the comments; each cell reads only what it needs.

@@ -6,6 +6,7 @@
 #include "common.h"
 
 namespace rnnk {
+namespace {  // internal linkage: see common.h
 
 struct GruCell {
   static constexpr int kGates = 3;
@@ -54,4 +55,5 @@ struct GruCell {
   }
 };
 
+}  // namespace
 }  // namespace rnnk

@@ -5,6 +5,7 @@
 #include "common.h"
 
 namespace rnnk {
+namespace {  // internal linkage: see common.h
 
 struct LstmCell {
   static constexpr int kGates = 4;
@@ -51,4 +52,5 @@ struct LstmCell {
   }
 };
 
+}  // namespace
 }  // namespace rnnk

@@ -4,6 +4,7 @@
 #include "common.h"
 
 namespace rnnk {
+namespace {  // internal linkage: see common.h
 
 template <bool Relu>
 struct RnnCell {
@@ -33,4 +34,5 @@ struct RnnCell {
 using RnnTanhCell = RnnCell<false>;
 using RnnReluCell = RnnCell<true>;
 
+}  // namespace
 }  // namespace rnnk

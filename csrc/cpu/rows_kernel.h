@@ -8,6 +8,7 @@
 #include "rows.h"
 
 namespace rnnk {
+namespace {
 
 // The cell math on SIMD registers: Math<> for at::vec::Vectorized.
 template <typename S>
@@ -18,6 +19,8 @@ struct Math<at::vec::Vectorized<S>> {
   static V relu(V x) { return at::vec::maximum(x, V(0)); }  // propagates NaN like torch.relu
   static V relu_grad(V h, V dh) { return V::blendv(V(0), dh, h > V(0)); }
 };
+
+}  // namespace
 
 namespace CPU_CAPABILITY {
 namespace {

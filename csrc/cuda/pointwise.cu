@@ -6,6 +6,7 @@
 #include "launch.h"
 
 namespace rnnk {
+namespace {  // where OpMath lives (cells/common.h)
 
 template <>
 struct OpMath<__half> {
@@ -20,8 +21,6 @@ struct OpMath<__nv_bfloat16> {
   static RNNK_HD float load(__nv_bfloat16 v) { return __bfloat162float(v); }
   static RNNK_HD __nv_bfloat16 store(float v) { return __float2bfloat16_rn(v); }
 };
-
-namespace {
 
 constexpr int kThreads = 256;
 
