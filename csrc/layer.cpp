@@ -2,6 +2,8 @@
 
 #include <ATen/ATen.h>
 
+#include <algorithm>
+#include <limits>
 #include <vector>
 
 #include "pointwise.h"
@@ -11,11 +13,13 @@ namespace {
 
 using at::Tensor;
 
-// Rows active at each step and where they start in the packed [N, ...] layout.
+// Rows active at each step and where they start in the packed [N, ...] layout. A padded
+// input keeps no per-step arrays: every step has all B rows.
 struct Schedule {
-  std::vector<int64_t> rows, offset;
-  int64_t batch = 0, total = 0;
-  int64_t steps() const { return static_cast<int64_t>(rows.size()); }
+  std::vector<int64_t> packed_rows, packed_offset;
+  int64_t steps = 0, batch = 0, total = 0;
+  int64_t rows(int64_t t) const { return packed_rows.empty() ? batch : packed_rows[t]; }
+  int64_t offset(int64_t t) const { return packed_rows.empty() ? t * batch : packed_offset[t]; }
 };
 
 Schedule make_schedule(const Tensor& x, at::IntArrayRef batch_sizes) {
@@ -23,22 +27,32 @@ Schedule make_schedule(const Tensor& x, at::IntArrayRef batch_sizes) {
   if (batch_sizes.empty()) {
     TORCH_CHECK(x.dim() == 3, "rnnkernels: x must be [T, B, I] when batch_sizes is empty, got ",
                 x.dim(), "-D");
-    s.rows.assign(x.size(0), x.size(1));
+    s.steps = x.size(0);
     s.batch = x.size(1);
-  } else {
-    TORCH_CHECK(x.dim() == 2, "rnnkernels: packed x must be [N, I], got ", x.dim(), "-D");
-    s.rows.assign(batch_sizes.begin(), batch_sizes.end());
-    s.batch = s.rows[0];
+    s.total = x.size(0) * x.size(1);
+    return s;
   }
-  for (size_t t = 0; t < s.rows.size(); ++t) {
-    TORCH_CHECK(s.rows[t] >= 0 && (t == 0 || s.rows[t] <= s.rows[t - 1]),
+  TORCH_CHECK(x.dim() == 2, "rnnkernels: packed x must be [N, I], got ", x.dim(), "-D");
+  s.steps = static_cast<int64_t>(batch_sizes.size());
+  s.batch = batch_sizes[0];
+  for (int64_t t = 0; t < s.steps; ++t) {
+    TORCH_CHECK(batch_sizes[t] >= 0 && (t == 0 || batch_sizes[t] <= batch_sizes[t - 1]),
                 "rnnkernels: batch_sizes must be non-negative and non-increasing");
-    s.offset.push_back(s.total);
-    s.total += s.rows[t];
+    s.packed_rows.push_back(batch_sizes[t]);
+    s.packed_offset.push_back(s.total);
+    s.total += batch_sizes[t];
   }
-  TORCH_CHECK(batch_sizes.empty() || s.total == x.size(0), "rnnkernels: batch_sizes sum to ",
-              s.total, " but packed x has ", x.size(0), " rows");
+  TORCH_CHECK(s.total == x.size(0), "rnnkernels: batch_sizes sum to ", s.total,
+              " but packed x has ", x.size(0), " rows");
   return s;
+}
+
+// BLAS takes 32-bit sizes: refuse, before allocating anything, a GEMM side beyond them.
+void check_blas_sizes(int64_t rows, int64_t gate_width, int64_t features) {
+  constexpr int64_t kMax = std::numeric_limits<int32_t>::max();
+  TORCH_CHECK(rows <= kMax && gate_width <= kMax && features <= kMax,
+              "rnnkernels: sizes too large for 32-bit GEMM indexing (", rows, " rows, ",
+              gate_width, " gate columns, ", features, " features); split the batch or sequence");
 }
 
 // Leading shape of x with the feature size replaced: [T, B, width] or [N, width].
@@ -83,7 +97,7 @@ void pointwise_backward(CellKind kind, const Tensor& dh, const Tensor& dc, const
 
 // Order in which forward visits the steps; backward walks it the other way.
 int64_t step_at(const Schedule& s, int64_t k, bool reverse) {
-  return reverse ? s.steps() - 1 - k : k;
+  return reverse ? s.steps - 1 - k : k;
 }
 
 }  // namespace
@@ -114,6 +128,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> layer_forward
     check_operand(x, *b_hh, "b_hh", {G * H});
   }
   if (projects) check_operand(x, *w_hr, "w_hr", {P, H});
+  check_blas_sizes(sched.total, G * H, std::max({I, P, H}));
 
   const Tensor x2d = x.reshape({sched.total, I});
   // xg: [N, G*H], the input projection of every step in one GEMM.
@@ -133,8 +148,8 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> layer_forward
   Tensor hg = at::empty({B, G * H}, x.options());
   const Tensor w_hh_t = w_hh.t();
 
-  for (int64_t k = 0; k < sched.steps(); ++k) {
-    const int64_t t = step_at(sched, k, reverse), n = sched.rows[t], off = sched.offset[t];
+  for (int64_t k = 0; k < sched.steps; ++k) {
+    const int64_t t = step_at(sched, k, reverse), n = sched.rows(t), off = sched.offset(t);
     if (n == 0) continue;
     Tensor h_n = rows_of(h, 0, n);
     const Tensor hp = rows_of(h_prev2d, off, n);
@@ -185,8 +200,8 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> layer
   Tensor dh_seq = projects ? at::empty({N, P}, x.options()) : Tensor();
   Tensor d_act = projects ? at::empty({B, H}, x.options()) : Tensor();
 
-  for (int64_t k = sched.steps() - 1; k >= 0; --k) {
-    const int64_t t = step_at(sched, k, reverse), n = sched.rows[t], off = sched.offset[t];
+  for (int64_t k = sched.steps - 1; k >= 0; --k) {
+    const int64_t t = step_at(sched, k, reverse), n = sched.rows(t), off = sched.offset(t);
     if (n == 0) continue;
     Tensor dh_n = rows_of(dh, 0, n);
     dh_n.add_(rows_of(grad_out2d, off, n));

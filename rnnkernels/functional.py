@@ -16,6 +16,12 @@ from ._ops import fused_layer
 # On CPU half types are computed in float32 (the fused kernels take float32/float64).
 _CPU_NATIVE_DTYPES = (torch.float32, torch.float64)
 
+# Under autocast nn.* runs these cells in the autocast dtype (the rest in float32): on CPU
+# the oneDNN LSTM and the RNN ops are on autocast's lower-precision list, GRU is not; on
+# CUDA cuDNN runs every cell in half precision.
+_AUTOCAST_LOWER = {"cpu": {"lstm", "rnn_tanh", "rnn_relu"},
+                   "cuda": {"lstm", "gru", "rnn_tanh", "rnn_relu"}}
+
 # Per layer and direction: (w_ih, w_hh, b_ih, b_hh, w_hr), absent ones None.
 LayerWeights = tuple[Tensor, Tensor, Tensor | None, Tensor | None, Tensor | None]
 
@@ -39,18 +45,31 @@ def rnn(
 ) -> tuple[Tensor, Tensor, Tensor | None]:
     """Runs the stack; returns (output, h_n, c_n) with c_n None unless cell is 'lstm'."""
     chosen = _backend.resolve_backend(backend, input.device)
-    compute_dtype = input.dtype
-    if input.device.type == "cpu" and input.dtype not in _CPU_NATIVE_DTYPES:
+    device_type = input.device.type
+    result_dtype = cell_dtype = input.dtype
+    autocasting = device_type in _AUTOCAST_LOWER and torch.is_autocast_enabled(device_type)
+    if autocasting:
+        lower = cell in _AUTOCAST_LOWER[device_type]
+        result_dtype = cell_dtype = torch.get_autocast_dtype(device_type) if lower else torch.float32
+        if device_type == "cpu" and any(ws[4] is not None for ws in weights):
+            cell_dtype = torch.float32  # nn's projected CPU LSTM keeps c in float32 there
+
+    compute_dtype = result_dtype
+    if device_type == "cpu" and result_dtype not in _CPU_NATIVE_DTYPES:
         compute_dtype = torch.float32
-    if compute_dtype != input.dtype:
+    tensors = [input, hx, cx, *(w for ws in weights for w in ws)]
+    if not autocasting and all(t is None or t.dtype == compute_dtype for t in tensors):
+        return _run_stack(chosen, cell, input, batch_sizes, hx, cx, weights, num_layers, dropout,
+                          training, bidirectional)
+    # Autocast off inside: the ops' own GEMMs must run in the dtype chosen here.
+    with torch.autocast(device_type, enabled=False):
         output, h_n, c_n = _run_stack(
             chosen, cell, input.to(compute_dtype), batch_sizes, hx.to(compute_dtype),
             None if cx is None else cx.to(compute_dtype),
             [tuple(None if w is None else w.to(compute_dtype) for w in ws) for ws in weights],
             num_layers, dropout, training, bidirectional)
-        return output.to(input.dtype), h_n.to(input.dtype), None if c_n is None else c_n.to(input.dtype)
-    return _run_stack(chosen, cell, input, batch_sizes, hx, cx, weights, num_layers, dropout,
-                      training, bidirectional)
+    return (output.to(result_dtype), h_n.to(result_dtype),
+            None if c_n is None else c_n.to(cell_dtype))
 
 
 def _run_stack(backend: str, cell: str, input: Tensor, batch_sizes: Tensor | None, hx: Tensor,

@@ -39,6 +39,8 @@ def _check_same_device(input: Tensor, hidden: list[Tensor], weights: list[Tensor
 
 
 def _check_hidden_dtype(input: Tensor, hidden: list[Tensor]) -> None:
+    if torch.is_autocast_enabled(input.device.type):
+        return  # autocast casts them, as nn.* lets it
     for h in hidden:
         if h.dtype != input.dtype:
             raise RuntimeError(
