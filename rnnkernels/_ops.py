@@ -111,7 +111,8 @@ def _vmap_by_loop(op: Any) -> Callable:
     def rule(info: Any, in_dims: Sequence[int | None], *args: Any) -> tuple[tuple, tuple]:
         results = []
         for index in range(info.batch_size):
-            sample = [a if d is None else a.select(d, index) for a, d in zip(args, in_dims)]
+            # in_dims holds an int for a batched tensor; None (or, for lists, a list) otherwise.
+            sample = [a.select(d, index) if isinstance(d, int) else a for a, d in zip(args, in_dims)]
             results.append(op(*sample))
         stacked = tuple(torch.stack(parts) for parts in zip(*results))
         return stacked, (0,) * len(stacked)

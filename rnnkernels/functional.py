@@ -27,7 +27,12 @@ LayerWeights = tuple[Tensor, Tensor, Tensor | None, Tensor | None, Tensor | None
 
 
 def _layer_fn(backend: str):
-    return reference.layer if backend == "python" else fused_layer
+    # torch.func's grad/jacrev cannot yet enter ops whose autograd is registered through
+    # torch.library (they need an autograd.Function of their own), so under any torch.func
+    # transform the layers run the reference math, which every transform understands.
+    if backend == "python" or torch._C._functorch.peek_interpreter_stack() is not None:
+        return reference.layer
+    return fused_layer
 
 
 def rnn(
