@@ -53,26 +53,18 @@ Isa cpu_isa() {
 }
 
 template <typename Step>
-void run_forward(CellKind kind, const Step& step, int64_t begin, int64_t end) {
-  switch (cpu_isa()) {
-    case Isa::Avx512:
-      return AVX512::forward_rows(kind, step, begin, end);
-    case Isa::Avx2:
-      return AVX2::forward_rows(kind, step, begin, end);
-    default:
-      return DEFAULT::forward_rows(kind, step, begin, end);
-  }
-}
+using RowsFn = void (*)(CellKind, const Step&, int64_t, int64_t);
 
+// The build of a row function for this CPU's instruction set.
 template <typename Step>
-void run_backward(CellKind kind, const Step& step, int64_t begin, int64_t end) {
+RowsFn<Step> for_this_cpu(RowsFn<Step> avx512, RowsFn<Step> avx2, RowsFn<Step> portable) {
   switch (cpu_isa()) {
     case Isa::Avx512:
-      return AVX512::backward_rows(kind, step, begin, end);
+      return avx512;
     case Isa::Avx2:
-      return AVX2::backward_rows(kind, step, begin, end);
+      return avx2;
     default:
-      return DEFAULT::backward_rows(kind, step, begin, end);
+      return portable;
   }
 }
 
@@ -84,8 +76,10 @@ void pointwise_forward_cpu(CellKind kind, const at::Tensor& xg, const at::Tensor
     const StepForward<scalar_t> step{xg.data_ptr<scalar_t>(), hg.data_ptr<scalar_t>(),
                                      h.data_ptr<scalar_t>(), ptr_or_null<scalar_t>(c),
                                      saved.data_ptr<scalar_t>(), h.size(1)};
+    const auto rows_fn = for_this_cpu<StepForward<scalar_t>>(
+        AVX512::forward_rows, AVX2::forward_rows, DEFAULT::forward_rows);
     parallel_rows(step, h.size(0),
-                  [&](int64_t begin, int64_t end) { run_forward(kind, step, begin, end); });
+                  [&](int64_t begin, int64_t end) { rows_fn(kind, step, begin, end); });
   });
 }
 
@@ -99,8 +93,10 @@ void pointwise_backward_cpu(CellKind kind, const at::Tensor& dh, const at::Tenso
         saved.data_ptr<scalar_t>(),     ptr_or_null<scalar_t>(c_prev),
         ptr_or_null<scalar_t>(h_prev),  dxg.data_ptr<scalar_t>(),
         dhg.data_ptr<scalar_t>(),       dh.size(1)};
+    const auto rows_fn = for_this_cpu<StepBackward<scalar_t>>(
+        AVX512::backward_rows, AVX2::backward_rows, DEFAULT::backward_rows);
     parallel_rows(step, dh.size(0),
-                  [&](int64_t begin, int64_t end) { run_backward(kind, step, begin, end); });
+                  [&](int64_t begin, int64_t end) { rows_fn(kind, step, begin, end); });
   });
 }
 

@@ -45,26 +45,22 @@ void each_unit(const Step& step, int64_t begin, int64_t end, const Fn& vector_fn
   }
 }
 
-template <typename T>
-void forward_impl(CellKind kind, const StepForward<T>& step, int64_t begin, int64_t end) {
+// The forward or backward pass of the cell `kind` over rows [begin, end).
+template <bool Backward, typename T, typename Step>
+void run_rows(CellKind kind, const Step& step, int64_t begin, int64_t end) {
   visit_cell(kind, [&](auto cell) {
     using Cell = decltype(cell);
+    const auto apply = [&](auto lanes, int64_t b, int64_t j) {
+      using L = decltype(lanes);
+      if constexpr (Backward) {
+        Cell::template backward<L>(step, b, j);
+      } else {
+        Cell::template forward<L>(step, b, j);
+      }
+    };
     each_unit(
-        step, begin, end,
-        [&](int64_t b, int64_t j) { Cell::template forward<VectorLanes<T>>(step, b, j); },
-        [&](int64_t b, int64_t j) { Cell::template forward<ScalarLanes<T>>(step, b, j); },
-        at::vec::Vectorized<T>::size());
-  });
-}
-
-template <typename T>
-void backward_impl(CellKind kind, const StepBackward<T>& step, int64_t begin, int64_t end) {
-  visit_cell(kind, [&](auto cell) {
-    using Cell = decltype(cell);
-    each_unit(
-        step, begin, end,
-        [&](int64_t b, int64_t j) { Cell::template backward<VectorLanes<T>>(step, b, j); },
-        [&](int64_t b, int64_t j) { Cell::template backward<ScalarLanes<T>>(step, b, j); },
+        step, begin, end, [&](int64_t b, int64_t j) { apply(VectorLanes<T>{}, b, j); },
+        [&](int64_t b, int64_t j) { apply(ScalarLanes<T>{}, b, j); },
         at::vec::Vectorized<T>::size());
   });
 }
@@ -72,16 +68,16 @@ void backward_impl(CellKind kind, const StepBackward<T>& step, int64_t begin, in
 }  // namespace
 
 void forward_rows(CellKind kind, const StepForward<float>& step, int64_t begin, int64_t end) {
-  forward_impl(kind, step, begin, end);
+  run_rows<false, float>(kind, step, begin, end);
 }
 void forward_rows(CellKind kind, const StepForward<double>& step, int64_t begin, int64_t end) {
-  forward_impl(kind, step, begin, end);
+  run_rows<false, double>(kind, step, begin, end);
 }
 void backward_rows(CellKind kind, const StepBackward<float>& step, int64_t begin, int64_t end) {
-  backward_impl(kind, step, begin, end);
+  run_rows<true, float>(kind, step, begin, end);
 }
 void backward_rows(CellKind kind, const StepBackward<double>& step, int64_t begin, int64_t end) {
-  backward_impl(kind, step, begin, end);
+  run_rows<true, double>(kind, step, begin, end);
 }
 
 }  // namespace CPU_CAPABILITY

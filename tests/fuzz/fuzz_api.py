@@ -12,6 +12,7 @@ from torch import nn
 
 import rnnkernels
 from rnnkernels import _ops
+from conftest import flatten  # tests/conftest.py, loaded by pytest as this file's parent's
 
 BACKENDS = [b for b in ("cpp", "python") if rnnkernels.backend_info()["available"][b]]
 NN_CLASSES = [nn.LSTM, nn.GRU, nn.RNN]
@@ -42,14 +43,6 @@ def _outcome(fn):
         return fn(), None
     except Exception as error:  # noqa: BLE001 - the test compares what each side raised
         return None, error
-
-
-def _flat(value) -> list[torch.Tensor]:
-    if isinstance(value, torch.Tensor):
-        return [value]
-    if isinstance(value, nn.utils.rnn.PackedSequence):
-        return [value.data]
-    return [t for v in value for t in _flat(v)]
 
 
 @FUZZ
@@ -92,7 +85,7 @@ def test_modules_match_nn_or_raise_the_same(data) -> None:
         assert isinstance(error, (type(nn_error), RuntimeError, ValueError, TypeError)), (error, nn_error)
         return
     assert error is None, f"nn worked, rnnkernels raised {error!r}"
-    for g, w in zip(_flat(got), _flat(want)):
+    for g, w in zip(flatten(got), flatten(want)):
         assert g.shape == w.shape and g.dtype == w.dtype
         torch.testing.assert_close(g.double(), w.double(), atol=TOLERANCE[dtype], rtol=0,
                                    equal_nan=True)
