@@ -5,7 +5,7 @@ The text is one long stream, cut into ``--streams`` parallel rows; ``rnnkernels.
 runs the LSTM over it ``--chunk`` steps at a time, carrying (h, c) across chunks.
 Reports bits per character on held-out text (the last 10%) and prints a sample.
 
-    python examples/char_lm_tbptt.py            # about a minute on 2 CPU cores
+    python examples/char_lm_tbptt.py            # a few minutes on 2 CPU cores
     python examples/char_lm_tbptt.py --quick    # the reduced CI run
 """
 

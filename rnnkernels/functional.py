@@ -30,7 +30,10 @@ def _layer_fn(backend: str):
     # torch.func's grad/jacrev cannot yet enter ops whose autograd is registered through
     # torch.library (they need an autograd.Function of their own), so under any torch.func
     # transform the layers run the reference math, which every transform understands.
-    if backend == "python" or torch._C._functorch.peek_interpreter_stack() is not None:
+    # (While torch.compile traces, that stack can hold its own entries: trust the ops there.)
+    in_func_transform = not torch.compiler.is_compiling() and \
+        torch._C._functorch.peek_interpreter_stack() is not None
+    if backend == "python" or in_func_transform:
         return reference.layer
     return fused_layer
 
