@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "pointwise.h"
+#include "step_ops.h"
 
 namespace rnnk {
 namespace {
@@ -146,26 +147,25 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> layer_forward
   Tensor h = h0.contiguous().clone();  // [B, P], rows past the active count keep their state
   Tensor c = is_lstm ? c0->contiguous().clone() : Tensor();  // [B, H]
   Tensor hg = at::empty({B, G * H}, x.options());
-  const Tensor w_hh_t = w_hh.t();
+  const Tensor w_hh_c = w_hh.contiguous();
+  const Tensor w_hr_c = projects ? w_hr->contiguous() : Tensor();
+  const std::optional<Tensor> b_hh_c =
+      b_hh.has_value() ? std::optional<Tensor>(b_hh->contiguous()) : std::nullopt;
 
   for (int64_t k = 0; k < sched.steps; ++k) {
     const int64_t t = step_at(sched, k, reverse), n = sched.rows(t), off = sched.offset(t);
     if (n == 0) continue;
-    Tensor h_n = rows_of(h, 0, n);
+    const Tensor h_n = rows_of(h, 0, n);
     const Tensor hp = rows_of(h_prev2d, off, n);
-    hp.copy_(h_n);
-    if (is_lstm) rows_of(c_prev2d, off, n).copy_(rows_of(c, 0, n));
-    Tensor hg_n = rows_of(hg, 0, n);
-    if (b_hh.has_value()) {
-      at::addmm_out(hg_n, *b_hh, hp, w_hh_t);
-    } else {
-      at::mm_out(hg_n, hp, w_hh_t);
-    }
+    copy_rows(hp, h_n);
+    if (is_lstm) copy_rows(rows_of(c_prev2d, off, n), rows_of(c, 0, n));
+    const Tensor hg_n = rows_of(hg, 0, n);
+    gemm_rows(hg_n, hp, w_hh_c, /*transpose_w=*/true, b_hh_c, /*accumulate=*/false);
     const Tensor cell_out = projects ? rows_of(r2d, off, n) : h_n;
     pointwise_forward(kind, rows_of(xg, off, n), hg_n, cell_out,
                       is_lstm ? rows_of(c, 0, n) : Tensor(), rows_of(saved2d, off, n));
-    if (projects) at::mm_out(h_n, cell_out, w_hr->t());
-    rows_of(out2d, off, n).copy_(h_n);
+    if (projects) gemm_rows(h_n, cell_out, w_hr_c, /*transpose_w=*/true, std::nullopt, false);
+    copy_rows(rows_of(out2d, off, n), h_n);
   }
   Tensor c_n = is_lstm ? c : at::empty({0}, x.options());
   return {output, h, c_n, saved, h_prev, c_prev, r_seq};
@@ -189,9 +189,11 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> layer
   TORCH_CHECK(!is_lstm || (grad_c_n.has_value() && grad_c_n->defined()),
               "rnnkernels: LSTM backward needs grad_c_n");
 
-  const Tensor grad_out2d = grad_output.reshape({N, P}), saved2d = saved.reshape({N, S * H});
-  const Tensor h_prev2d = h_prev.reshape({N, P});
-  const Tensor c_prev2d = is_lstm ? c_prev.reshape({N, H}) : Tensor();
+  const Tensor grad_out2d = grad_output.reshape({N, P}).contiguous();
+  // The pointwise kernels walk rows by pointer: these must be row-contiguous.
+  const Tensor saved2d = saved.reshape({N, S * H}).contiguous();
+  const Tensor h_prev2d = h_prev.reshape({N, P}).contiguous();
+  const Tensor c_prev2d = is_lstm ? c_prev.reshape({N, H}).contiguous() : Tensor();
   Tensor dxg = at::empty({N, G * H}, x.options());
   // GRU's recurrent-side gradient differs from the input side in the n gate.
   Tensor dhg = is_gru ? at::empty({N, G * H}, x.options()) : dxg;
@@ -199,28 +201,27 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> layer
   Tensor dc = is_lstm ? grad_c_n->contiguous().clone() : Tensor();  // [B, H]
   Tensor dh_seq = projects ? at::empty({N, P}, x.options()) : Tensor();
   Tensor d_act = projects ? at::empty({B, H}, x.options()) : Tensor();
+  const Tensor w_hh_c = w_hh.contiguous();
+  const Tensor w_hr_c = projects ? w_hr->contiguous() : Tensor();
 
   for (int64_t k = sched.steps - 1; k >= 0; --k) {
     const int64_t t = step_at(sched, k, reverse), n = sched.rows(t), off = sched.offset(t);
     if (n == 0) continue;
-    Tensor dh_n = rows_of(dh, 0, n);
-    dh_n.add_(rows_of(grad_out2d, off, n));
+    const Tensor dh_n = rows_of(dh, 0, n);
+    add_rows(dh_n, rows_of(grad_out2d, off, n));
     Tensor d_cell = dh_n;
     if (projects) {
-      rows_of(dh_seq, off, n).copy_(dh_n);
+      copy_rows(rows_of(dh_seq, off, n), dh_n);
       d_cell = rows_of(d_act, 0, n);
-      at::mm_out(d_cell, dh_n, *w_hr);
+      gemm_rows(d_cell, dh_n, w_hr_c, /*transpose_w=*/false, std::nullopt, false);
     }
     const Tensor dxg_n = rows_of(dxg, off, n), dhg_n = rows_of(dhg, off, n);
     pointwise_backward(kind, d_cell, is_lstm ? rows_of(dc, 0, n) : Tensor(),
                        rows_of(saved2d, off, n),
                        is_lstm ? rows_of(c_prev2d, off, n) : Tensor(),
                        rows_of(h_prev2d, off, n), dxg_n, dhg_n);
-    if (is_gru) {
-      dh_n.addmm_(dhg_n, w_hh);  // the pointwise pass left z * dh in dh_n
-    } else {
-      at::mm_out(dh_n, dxg_n, w_hh);
-    }
+    // GRU's pointwise pass left z * dh in dh_n; the other cells have no direct path.
+    gemm_rows(dh_n, dhg_n, w_hh_c, /*transpose_w=*/false, std::nullopt, /*accumulate=*/is_gru);
   }
 
   const Tensor x2d = x.reshape({N, I});

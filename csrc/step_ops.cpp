@@ -1,0 +1,92 @@
+#include "step_ops.h"
+
+#include <ATen/ATen.h>
+#include <dlfcn.h>
+
+#include <cstring>
+
+namespace rnnk {
+namespace {
+
+// Fortran BLAS, as exported by the BLAS that torch links (MKL in x86 wheels). Looked up
+// at run time so that a torch without it still loads this extension (and uses ATen).
+template <typename T>
+using Gemm = void (*)(const char*, const char*, const int*, const int*, const int*, const T*,
+                      const T*, const int*, const T*, const int*, const T*, T*, const int*);
+
+template <typename T>
+Gemm<T> blas_gemm() {
+  static const Gemm<T> fn = reinterpret_cast<Gemm<T>>(
+      dlsym(RTLD_DEFAULT, std::is_same_v<T, float> ? "sgemm_" : "dgemm_"));
+  return fn;
+}
+
+bool direct_cpu(const at::Tensor& t) {
+  return t.is_cpu() && (t.scalar_type() == at::kFloat || t.scalar_type() == at::kDouble);
+}
+
+template <typename T>
+void direct_gemm(const at::Tensor& out, const at::Tensor& a, const at::Tensor& w,
+                 bool transpose_w, const std::optional<at::Tensor>& bias, bool accumulate) {
+  const int64_t rows = out.size(0), cols = out.size(1), inner = a.size(1);
+  T* c = out.data_ptr<T>();
+  T beta = accumulate ? T(1) : T(0);
+  if (!accumulate && bias.has_value()) {
+    const T* b = bias->data_ptr<T>();
+    for (int64_t r = 0; r < rows; ++r) std::memcpy(c + r * cols, b, cols * sizeof(T));
+    beta = T(1);
+  }
+  // Row-major out[rows, cols] is column-major out^T; so out^T = op(w)^T a^T.
+  const int m = static_cast<int>(cols), n = static_cast<int>(rows), k = static_cast<int>(inner);
+  const int lda = static_cast<int>(transpose_w ? inner : cols), ldb = k, ldc = m;
+  const T alpha = T(1);
+  blas_gemm<T>()(transpose_w ? "T" : "N", "N", &m, &n, &k, &alpha, w.data_ptr<T>(), &lda,
+                 a.data_ptr<T>(), &ldb, &beta, c, &ldc);
+}
+
+}  // namespace
+
+void copy_rows(const at::Tensor& dst, const at::Tensor& src) {
+  if (direct_cpu(dst)) {
+    std::memcpy(dst.data_ptr(), src.data_ptr(), dst.numel() * dst.element_size());
+  } else {
+    dst.copy_(src);
+  }
+}
+
+void add_rows(const at::Tensor& dst, const at::Tensor& src) {
+  if (!direct_cpu(dst)) {
+    dst.add_(src);
+    return;
+  }
+  AT_DISPATCH_FLOATING_TYPES(dst.scalar_type(), "rnnkernels_add_rows", [&] {
+    scalar_t* d = dst.data_ptr<scalar_t>();
+    const scalar_t* s = src.data_ptr<scalar_t>();
+    for (int64_t i = 0, count = dst.numel(); i < count; ++i) d[i] += s[i];
+  });
+}
+
+void gemm_rows(const at::Tensor& out, const at::Tensor& a, const at::Tensor& w, bool transpose_w,
+               const std::optional<at::Tensor>& bias, bool accumulate) {
+  if (out.numel() == 0) return;
+  const bool direct = direct_cpu(out) && (out.scalar_type() == at::kFloat
+                                              ? blas_gemm<float>() != nullptr
+                                              : blas_gemm<double>() != nullptr);
+  if (direct && a.size(1) > 0) {
+    AT_DISPATCH_FLOATING_TYPES(out.scalar_type(), "rnnkernels_gemm_rows", [&] {
+      direct_gemm<scalar_t>(out, a, w, transpose_w, bias, accumulate);
+    });
+    return;
+  }
+  const at::Tensor weight = transpose_w ? w.t() : w;
+  at::Tensor result = out;
+  if (accumulate) {
+    result.addmm_(a, weight);
+  } else if (bias.has_value()) {
+    at::addmm_out(result, *bias, a, weight);
+  } else {
+    at::mm_out(result, a, weight);
+  }
+}
+
+}  // namespace rnnk
