@@ -1,5 +1,6 @@
 // Op schemas and their per-device registration, nothing else. Every cell has the
 // same two schemas so that one Python registration serves them all.
+#include <ATen/ATen.h>
 #include <torch/library.h>
 
 #include "layer.h"
@@ -27,6 +28,29 @@ auto backward_op(const at::Tensor& grad_output, const at::Tensor& grad_h_n,
                         w_hr, saved, h_prev, c_prev, r_seq, reverse);
 }
 
+// One step of a cell (the nn.*Cell modules): the layer loop over a single step.
+template <CellKind K>
+auto cell_forward_op(const at::Tensor& x, const at::Tensor& h, const std::optional<at::Tensor>& c,
+                     const at::Tensor& w_ih, const at::Tensor& w_hh,
+                     const std::optional<at::Tensor>& b_ih, const std::optional<at::Tensor>& b_hh) {
+  auto [output, h_new, c_new, saved, h_prev, c_prev, r_seq] =
+      layer_forward(K, x.unsqueeze(0), {}, h, c, w_ih, w_hh, b_ih, b_hh, std::nullopt, false);
+  return std::make_tuple(h_new, c_new, saved.squeeze(0),
+                         c_prev.dim() == 3 ? c_prev.squeeze(0) : c_prev);
+}
+
+template <CellKind K>
+auto cell_backward_op(const at::Tensor& grad_h, const std::optional<at::Tensor>& grad_c,
+                      const at::Tensor& x, const at::Tensor& h, const at::Tensor& w_ih,
+                      const at::Tensor& w_hh, bool has_bias, const at::Tensor& saved,
+                      const at::Tensor& c_prev) {
+  auto [dx, dh, dc, dw_ih, dw_hh, db_ih, db_hh, dw_hr] = layer_backward(
+      K, grad_h.unsqueeze(0), at::zeros_like(h), grad_c, x.unsqueeze(0), {}, w_ih, w_hh, has_bias,
+      std::nullopt, saved.unsqueeze(0), h.unsqueeze(0),
+      c_prev.dim() == 2 ? c_prev.unsqueeze(0) : c_prev, at::empty({0}, x.options()), false);
+  return std::make_tuple(dx.squeeze(0), dh, dc, dw_ih, dw_hh, db_ih, db_hh);
+}
+
 constexpr const char* kForwardSchema =
     "_layer_forward(Tensor x, int[] batch_sizes, Tensor h0, Tensor? c0, Tensor w_ih, "
     "Tensor w_hh, Tensor? b_ih, Tensor? b_hh, Tensor? w_hr, bool reverse) -> "
@@ -39,6 +63,14 @@ constexpr const char* kBackwardSchema =
     "(Tensor grad_x, Tensor grad_h0, Tensor grad_c0, Tensor grad_w_ih, Tensor grad_w_hh, "
     "Tensor grad_b_ih, Tensor grad_b_hh, Tensor grad_w_hr)";
 
+constexpr const char* kCellForwardSchema =
+    "_cell_forward(Tensor x, Tensor h, Tensor? c, Tensor w_ih, Tensor w_hh, Tensor? b_ih, "
+    "Tensor? b_hh) -> (Tensor h_new, Tensor c_new, Tensor saved, Tensor c_prev)";
+constexpr const char* kCellBackwardSchema =
+    "_cell_backward(Tensor grad_h, Tensor? grad_c, Tensor x, Tensor h, Tensor w_ih, Tensor w_hh, "
+    "bool has_bias, Tensor saved, Tensor c_prev) -> (Tensor grad_x, Tensor grad_h, "
+    "Tensor grad_c, Tensor grad_w_ih, Tensor grad_w_hh, Tensor grad_b_ih, Tensor grad_b_hh)";
+
 const char* const kCellNames[] = {"lstm", "gru", "rnn_tanh", "rnn_relu"};
 
 template <CellKind K>
@@ -46,6 +78,8 @@ void register_cell_impls(torch::Library& m) {
   const std::string name = kCellNames[static_cast<int>(K)];
   m.impl((name + "_layer_forward").c_str(), &forward_op<K>);
   m.impl((name + "_layer_backward").c_str(), &backward_op<K>);
+  m.impl((name + "_cell_forward").c_str(), &cell_forward_op<K>);
+  m.impl((name + "_cell_backward").c_str(), &cell_backward_op<K>);
 }
 
 void register_impls(torch::Library& m) {
@@ -61,6 +95,8 @@ TORCH_LIBRARY(rnnkernels, m) {
   for (const char* name : kCellNames) {
     m.def((std::string(name) + kForwardSchema).c_str());
     m.def((std::string(name) + kBackwardSchema).c_str());
+    m.def((std::string(name) + kCellForwardSchema).c_str());
+    m.def((std::string(name) + kCellBackwardSchema).c_str());
   }
 }
 

@@ -30,6 +30,14 @@ def backward_op(cell: str) -> Any:
     return getattr(torch.ops.rnnkernels, f"{cell}_layer_backward").default
 
 
+def cell_forward_op(cell: str) -> Any:
+    return getattr(torch.ops.rnnkernels, f"{cell}_cell_forward").default
+
+
+def cell_backward_op(cell: str) -> Any:
+    return getattr(torch.ops.rnnkernels, f"{cell}_cell_backward").default
+
+
 def _make_fake_forward(cell: str) -> Callable:
     def fake(x, batch_sizes, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, reverse):
         hidden = w_hh.shape[0] // GATES[cell]
@@ -63,6 +71,24 @@ def _fake_backward(grad_output, grad_h_n, grad_c_n, x, batch_sizes, w_ih, w_hh, 
     )
 
 
+def _make_fake_cell_forward(cell: str) -> Callable:
+    def fake(x, h, c, w_ih, w_hh, b_ih, b_hh):
+        hidden = w_hh.shape[0] // GATES[cell]
+        return (h.new_empty(h.shape), c.new_empty(c.shape) if c is not None else x.new_empty(0),
+                x.new_empty(x.shape[0], SAVED[cell] * hidden),
+                x.new_empty(x.shape[0], hidden) if cell == "lstm" else x.new_empty(0))
+
+    return fake
+
+
+def _fake_cell_backward(grad_h, grad_c, x, h, w_ih, w_hh, has_bias, saved, c_prev):
+    bias_shape = (w_hh.shape[0],) if has_bias else (0,)
+    return (x.new_empty(x.shape), h.new_empty(h.shape),
+            grad_c.new_empty(grad_c.shape) if grad_c is not None else x.new_empty(0),
+            w_ih.new_empty(w_ih.shape), w_hh.new_empty(w_hh.shape), x.new_empty(bias_shape),
+            x.new_empty(bias_shape))
+
+
 def _setup_context(ctx: Any, inputs: tuple, output: tuple) -> None:
     x, batch_sizes, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, reverse = inputs
     ctx.save_for_backward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, *output[3:])
@@ -70,13 +96,12 @@ def _setup_context(ctx: Any, inputs: tuple, output: tuple) -> None:
     ctx.reverse = reverse
 
 
-def _reference_gradients(cell: str, ctx: Any, inputs: list, grads: list) -> list:
-    """Gradients by differentiating the reference math, as a graph (for create_graph)."""
+def _reference_gradients(run: Callable, inputs: list, grads: list) -> list:
+    """Gradients of run(*inputs) by differentiating the reference math, as a graph (for
+    create_graph)."""
     leaves = [t if t is None or t.requires_grad else t.detach().requires_grad_() for t in inputs]
-    x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr = leaves
     with torch.enable_grad():
-        outputs = reference.layer(cell, x, ctx.batch_sizes, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr,
-                                  ctx.reverse)
+        outputs = run(*leaves)
     pairs = [(o, g) for o, g in zip(outputs, grads) if o is not None and g is not None]
     wanted = [t for t in leaves if t is not None]
     found = iter(torch.autograd.grad([o for o, _ in pairs], wanted, [g for _, g in pairs],
@@ -89,7 +114,11 @@ def _make_backward(cell: str) -> Callable:
         x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, saved, h_prev, c_prev, r_seq = ctx.saved_tensors
         inputs = [x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr]
         if torch.is_grad_enabled():
-            grads = _reference_gradients(cell, ctx, inputs, [grad_output, grad_h_n, grad_c_n])
+            def run(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr):
+                return reference.layer(cell, x, ctx.batch_sizes, h0, c0, w_ih, w_hh, b_ih, b_hh,
+                                       w_hr, ctx.reverse)
+
+            grads = _reference_gradients(run, inputs, [grad_output, grad_h_n, grad_c_n])
         else:
             grad_output = grad_output if grad_output is not None else torch.zeros_like(h_prev)
             grad_h_n = grad_h_n if grad_h_n is not None else torch.zeros_like(h0)
@@ -101,6 +130,31 @@ def _make_backward(cell: str) -> Callable:
             grads = [None if t is None else g for t, g in zip(inputs, grads)]
         grad_x, grad_h0, grad_c0, *weight_grads = grads
         return (grad_x, None, grad_h0, grad_c0, *weight_grads, None)
+
+    return backward
+
+
+def _cell_setup_context(ctx: Any, inputs: tuple, output: tuple) -> None:
+    ctx.save_for_backward(*inputs, output[2], output[3])
+
+
+def _make_cell_backward(cell: str) -> Callable:
+    def backward(ctx: Any, grad_h, grad_c, *_saved_grads):
+        x, h, c, w_ih, w_hh, b_ih, b_hh, saved, c_prev = ctx.saved_tensors
+        inputs = [x, h, c, w_ih, w_hh, b_ih, b_hh]
+        if torch.is_grad_enabled():
+            def run(x, h, c, w_ih, w_hh, b_ih, b_hh):
+                _, h_new, c_new = reference.layer(cell, x.unsqueeze(0), [], h, c, w_ih, w_hh, b_ih,
+                                                  b_hh, None, False)
+                return h_new, c_new
+
+            return tuple(_reference_gradients(run, inputs, [grad_h, grad_c]))
+        grad_h = grad_h if grad_h is not None else torch.zeros_like(h)
+        if c is not None and grad_c is None:
+            grad_c = torch.zeros_like(c)
+        grads = cell_backward_op(cell)(grad_h, grad_c if c is not None else None, x, h, w_ih, w_hh,
+                                       b_ih is not None, saved, c_prev)
+        return tuple(None if t is None else g for t, g in zip(inputs, grads))
 
     return backward
 
@@ -128,6 +182,13 @@ def register_all() -> None:
         torch.library.register_autograd(forward, _make_backward(cell), setup_context=_setup_context)
         torch.library.register_vmap(forward, _vmap_by_loop(forward))
         torch.library.register_vmap(backward, _vmap_by_loop(backward))
+        cell_forward, cell_backward = cell_forward_op(cell), cell_backward_op(cell)
+        torch.library.register_fake(cell_forward)(_make_fake_cell_forward(cell))
+        torch.library.register_fake(cell_backward)(_fake_cell_backward)
+        torch.library.register_autograd(cell_forward, _make_cell_backward(cell),
+                                        setup_context=_cell_setup_context)
+        torch.library.register_vmap(cell_forward, _vmap_by_loop(cell_forward))
+        torch.library.register_vmap(cell_backward, _vmap_by_loop(cell_backward))
 
 
 def fused_layer(cell: str, x: Tensor, batch_sizes: list[int], h0: Tensor, c0: Tensor | None,
@@ -137,3 +198,10 @@ def fused_layer(cell: str, x: Tensor, batch_sizes: list[int], h0: Tensor, c0: Te
     output, h_n, c_n, *_ = forward_op(cell)(x, batch_sizes, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr,
                                             reverse)
     return output, h_n, (c_n if c0 is not None else None)
+
+
+def fused_cell(cell: str, x: Tensor, h: Tensor, c: Tensor | None, w_ih: Tensor, w_hh: Tensor,
+               b_ih: Tensor | None, b_hh: Tensor | None) -> tuple[Tensor, Tensor | None]:
+    """One step on the fused kernels: (h', c'), c' None for cells without a cell state."""
+    h_new, c_new, *_ = cell_forward_op(cell)(x, h, c, w_ih, w_hh, b_ih, b_hh)
+    return h_new, (c_new if c is not None else None)

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from . import _backend, reference
-from ._ops import fused_layer
+from ._ops import fused_cell, fused_layer
 
 # On CPU half types are computed in float32 (the fused kernels take float32/float64).
 _CPU_NATIVE_DTYPES = (torch.float32, torch.float64)
@@ -53,6 +53,34 @@ def rnn(
 ) -> tuple[Tensor, Tensor, Tensor | None]:
     """Runs the stack; returns (output, h_n, c_n) with c_n None unless cell is 'lstm'."""
     chosen = _backend.resolve_backend(backend, input.device)
+
+    def run(x: Tensor, h: Tensor, c: Tensor | None, ws: list[LayerWeights]):
+        return _run_stack(chosen, cell, x, batch_sizes, h, c, ws, num_layers, dropout, training,
+                          bidirectional)
+
+    return _in_compute_dtype(cell, input, hx, cx, weights, run)
+
+
+def cell_step(cell: str, input: Tensor, hx: Tensor, cx: Tensor | None, weights: LayerWeights,
+              backend: str | None = None) -> tuple[Tensor, Tensor | None]:
+    """One step of a cell on a batched input [B, I]; returns (h', c'), c' None but for LSTM."""
+    chosen = _backend.resolve_backend(backend, input.device)
+
+    def run(x: Tensor, h: Tensor, c: Tensor | None, ws: list[LayerWeights]):
+        layer_fn = _layer_fn(chosen)
+        if layer_fn is reference.layer:
+            return reference.layer(cell, x.unsqueeze(0), [], h, c, *ws[0], False)
+        h_new, c_new = fused_cell(cell, x, h, c, *ws[0][:4])
+        return h_new, h_new, c_new
+
+    _, h_new, c_new = _in_compute_dtype(cell, input, hx, cx, [weights], run)
+    return h_new, c_new
+
+
+def _in_compute_dtype(cell: str, input: Tensor, hx: Tensor, cx: Tensor | None,
+                      weights: list[LayerWeights], run) -> tuple[Tensor, Tensor, Tensor | None]:
+    """run(input, hx, cx, weights) in the dtype the kernels compute in (autocast's choice,
+    float32 for half types on CPU), with the results in the dtypes nn.* returns."""
     device_type = input.device.type
     result_dtype = cell_dtype = input.dtype
     autocasting = device_type in _AUTOCAST_LOWER and torch.is_autocast_enabled(device_type)
@@ -61,21 +89,18 @@ def rnn(
         result_dtype = cell_dtype = torch.get_autocast_dtype(device_type) if lower else torch.float32
         if device_type == "cpu" and any(ws[4] is not None for ws in weights):
             cell_dtype = torch.float32  # nn's projected CPU LSTM keeps c in float32 there
-
     compute_dtype = result_dtype
     if device_type == "cpu" and result_dtype not in _CPU_NATIVE_DTYPES:
         compute_dtype = torch.float32
     tensors = [input, hx, cx, *(w for ws in weights for w in ws)]
     if not autocasting and all(t is None or t.dtype == compute_dtype for t in tensors):
-        return _run_stack(chosen, cell, input, batch_sizes, hx, cx, weights, num_layers, dropout,
-                          training, bidirectional)
+        return run(input, hx, cx, weights)
     # Autocast off inside: the ops' own GEMMs must run in the dtype chosen here.
     with torch.autocast(device_type, enabled=False):
-        output, h_n, c_n = _run_stack(
-            chosen, cell, input.to(compute_dtype), batch_sizes, hx.to(compute_dtype),
+        output, h_n, c_n = run(
+            input.to(compute_dtype), hx.to(compute_dtype),
             None if cx is None else cx.to(compute_dtype),
-            [tuple(None if w is None else w.to(compute_dtype) for w in ws) for ws in weights],
-            num_layers, dropout, training, bidirectional)
+            [tuple(None if w is None else w.to(compute_dtype) for w in ws) for ws in weights])
     return (output.to(result_dtype), h_n.to(result_dtype),
             None if c_n is None else c_n.to(cell_dtype))
 

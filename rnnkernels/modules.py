@@ -229,7 +229,7 @@ def _reject_proj_size(kwargs: dict[str, Any]) -> None:
 
 
 class _FusedCell:
-    """What the Fused cells add to their nn base class: one step on the layer op."""
+    """What the Fused cells add to their nn base class: one step on the cell op."""
 
     _label: str
     _cell: str
@@ -257,12 +257,10 @@ class _FusedCell:
     def _step(self, input: Tensor, hidden: list[Tensor]) -> tuple[Tensor, Tensor | None]:
         """(h', c') for a batched input [B, I] and states [B, H]."""
         self._check_step_args(input, hidden)
-        weights = [(self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh, None)]
-        _, h_n, c_n = functional.rnn(
-            self._cell, input.unsqueeze(0), None, hidden[0].unsqueeze(0),
-            hidden[1].unsqueeze(0) if len(hidden) > 1 else None, weights, 1, 0.0, False, False,
-            backend=self.backend)
-        return h_n.squeeze(0), (None if c_n is None else c_n.squeeze(0))
+        weights = (self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh, None)
+        return functional.cell_step(self._cell, input, hidden[0],
+                                    hidden[1] if len(hidden) > 1 else None, weights,
+                                    backend=self.backend)
 
     def _prepare(self, input: Tensor, hx: list[Tensor] | None) -> tuple[Tensor, list[Tensor], bool]:
         is_batched = input.dim() == 2

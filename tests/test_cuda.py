@@ -10,7 +10,8 @@ from torch import nn
 import rnnkernels
 from conftest import assert_parity, flatten, module_pair, requires_cuda
 from test_gradcheck import CELLS, _as_function, _inputs
-from test_opcheck import CASES, _backward_args, _forward_args
+from test_opcheck import (CASES, _backward_args, _cell_backward_args, _cell_forward_args,
+                          _forward_args)
 from rnnkernels import _ops
 
 pytestmark = requires_cuda
@@ -41,6 +42,13 @@ def test_opcheck_cuda(case) -> None:
     args = _forward_args(cell, projects, batch_sizes, device="cuda")
     torch.library.opcheck(_ops.forward_op(cell), args)
     torch.library.opcheck(_ops.backward_op(cell), _backward_args(cell, args))
+
+
+@pytest.mark.parametrize("cell", _ops.CELLS)
+def test_cell_opcheck_cuda(cell) -> None:
+    args = _cell_forward_args(cell, device="cuda")
+    torch.library.opcheck(_ops.cell_forward_op(cell), args)
+    torch.library.opcheck(_ops.cell_backward_op(cell), _cell_backward_args(cell, args))
 
 
 PARITY = [(nn.LSTM, {}), (nn.LSTM, {"proj_size": 8}), (nn.GRU, {}),

@@ -78,3 +78,45 @@ def test_fused_backward_matches_reference() -> None:
             want = torch.autograd.grad([t for t in expected if t is not None], tensors, grads)
             for g, w in zip(got, want):
                 torch.testing.assert_close(g, w, atol=1e-10, rtol=1e-10)
+
+
+def _cell_forward_args(cell: str, device: str = "cpu", bias: bool = True) -> tuple:
+    hidden, inputs = 4, 3
+    gates = _ops.GATES[cell] * hidden
+
+    def make(*shape):
+        return torch.randn(*shape, dtype=torch.float64, device=device, requires_grad=True)
+
+    c = make(2, hidden) if cell == "lstm" else None
+    return (make(2, inputs), make(2, hidden), c, make(gates, inputs), make(gates, hidden),
+            make(gates) if bias else None, make(gates) if bias else None)
+
+
+def _cell_backward_args(cell: str, forward_args: tuple) -> tuple:
+    x, h, c, w_ih, w_hh, b_ih, b_hh = forward_args
+    with torch.no_grad():
+        h_new, c_new, saved, c_prev = _ops.cell_forward_op(cell)(*forward_args)
+    return (torch.randn_like(h_new), torch.randn_like(c_new) if cell == "lstm" else None,
+            x.detach(), h.detach(), w_ih.detach(), w_hh.detach(), b_ih is not None, saved, c_prev)
+
+
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("cell", _ops.CELLS)
+def test_cell_ops(cell, bias) -> None:
+    args = _cell_forward_args(cell, bias=bias)
+    torch.library.opcheck(_ops.cell_forward_op(cell), args)
+    torch.library.opcheck(_ops.cell_backward_op(cell), _cell_backward_args(cell, args))
+
+
+@pytest.mark.parametrize("cell", _ops.CELLS)
+def test_cell_op_gradcheck_and_gradgradcheck(cell) -> None:
+    args = _cell_forward_args(cell)
+    tensors = [a for a in args if a is not None]
+
+    def run(*values):
+        it = iter(values)
+        full = [None if a is None else next(it) for a in args]
+        return tuple(t for t in _ops.fused_cell(cell, *full) if t is not None)
+
+    assert torch.autograd.gradcheck(run, tensors, check_batched_grad=True)
+    assert torch.autograd.gradgradcheck(run, tensors, check_batched_grad=True)

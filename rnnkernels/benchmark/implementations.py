@@ -28,7 +28,8 @@ class Implementation:
 def nn_path(shape: Shape, device: str, dtype: torch.dtype) -> str:
     """Which kernel torch.nn runs for this case, as far as PyTorch's dispatch rules tell."""
     if device == "cuda":
-        return "cuDNN" if torch.backends.cudnn.is_available() else "aten"
+        # PyTorch's cuDNN RNN always asks for CUDNN_RNN_ALGO_STANDARD.
+        return "cuDNN, standard algo" if torch.backends.cudnn.is_available() else "aten"
     if shape.cell == "lstm" and torch.backends.mkldnn.is_available() and \
             dtype in (torch.float32, torch.bfloat16):
         return "oneDNN"
