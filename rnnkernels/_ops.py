@@ -1,10 +1,12 @@
-"""Python-side registrations for the C++ layer ops: fake (shape) kernels for
-torch.compile, autograd, and a vmap rule.
+"""Python-side registrations for the C++ ops: fake (shape) kernels for torch.compile,
+autograd, and a vmap rule.
 
-Each cell has ``rnnkernels::<cell>_layer_forward`` and ``<cell>_layer_backward`` with one
-shared schema (see csrc/ops.cpp). The first-order backward runs the fused backward op;
-when a graph of the backward is wanted (``create_graph=True``), the gradient comes from
-differentiating the reference implementation instead, so double backward works.
+Each cell has ``rnnkernels::<cell>_layer_forward`` / ``<cell>_layer_backward`` (a layer
+over a sequence) and ``<cell>_cell_forward`` / ``<cell>_cell_backward`` (one step, for the
+*Cell modules), with schemas shared by all cells (see csrc/ops.cpp). The first-order
+backward runs the fused backward op; when a graph of the backward is wanted
+(``create_graph=True``), the gradient comes from differentiating the reference
+implementation instead, so double backward works.
 """
 
 from __future__ import annotations
