@@ -9,9 +9,11 @@ Environment:
                              with the compiler's message.
 """
 
+import contextlib
 import os
 import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 from setuptools import find_packages, setup
@@ -92,20 +94,48 @@ def extension_modules() -> tuple[list, dict]:
     return [ext], {"build_ext": optional_build_ext(cpp_extension.BuildExtension)}
 
 
+@contextlib.contextmanager
+def _tee_output():
+    """Copies what the compiler subprocesses print (file descriptors 1 and 2) into a file,
+    still showing it, so that a failed build can name the compiler's error."""
+    log = tempfile.TemporaryFile(mode="w+")
+    saved = [os.dup(1), os.dup(2)]
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.dup2(log.fileno(), 1)
+    os.dup2(log.fileno(), 2)
+    try:
+        yield log
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for fd in saved:
+            os.close(fd)
+        log.seek(0)
+        sys.stdout.write(log.read())
+        log.seek(0)
+
+
 def optional_build_ext(base):
     class OptionalBuildExt(base):
         """A compile error leaves a note for the runtime warning instead of failing the install."""
 
         def build_extension(self, ext):
             error_file = Path(self.get_ext_fullpath(ext.name)).parent / BUILD_ERROR_FILE
-            try:
+            if os.environ.get("RNNKERNELS_STRICT_BUILD") == "1":
                 super().build_extension(ext)
+                return
+            try:
+                with _tee_output() as output:
+                    super().build_extension(ext)
             except Exception as exc:  # noqa: BLE001 - any compiler failure is reported the same way
-                if os.environ.get("RNNKERNELS_STRICT_BUILD") == "1":
-                    raise
+                errors = [line for line in output.read().splitlines() if "error" in line.lower()]
+                reason = "\n".join(errors[:5]) or f"{type(exc).__name__}: {exc}"
                 error_file.parent.mkdir(parents=True, exist_ok=True)
-                error_file.write_text(f"{type(exc).__name__}: {exc}\n")
-                print(f"rnnkernels: WARNING: the extension failed to build ({exc}); "
+                error_file.write_text(reason + "\n")
+                print(f"rnnkernels: WARNING: the extension failed to build:\n{reason}\n"
                       "the Python backend will be used", file=sys.stderr)
             else:
                 error_file.unlink(missing_ok=True)
