@@ -1,5 +1,6 @@
-// Op schemas and their per-device registration, nothing else. Every cell has the
-// same two schemas so that one Python registration serves them all.
+// Op schemas and their per-device registration. Every cell has the same four schemas
+// (layer and single-step cell, forward and backward) so that one Python registration
+// serves them all; the cell ops are the layer loop run over one step.
 #include <ATen/ATen.h>
 #include <torch/library.h>
 

@@ -26,16 +26,16 @@ _AUTOCAST_LOWER = {"cpu": {"lstm", "rnn_tanh", "rnn_relu"},
 LayerWeights = tuple[Tensor, Tensor, Tensor | None, Tensor | None, Tensor | None]
 
 
-def _layer_fn(backend: str):
-    # torch.func's grad/jacrev cannot yet enter ops whose autograd is registered through
-    # torch.library (they need an autograd.Function of their own), so under any torch.func
-    # transform the layers run the reference math, which every transform understands.
-    # (While torch.compile traces, that stack can hold its own entries: trust the ops there.)
+def _runs_reference(backend: str) -> bool:
+    """Whether the math runs as plain torch ops rather than the fused ops.
+
+    torch.func's grad/jacrev cannot yet enter ops whose autograd is registered through
+    torch.library (they need an autograd.Function of their own), so under any torch.func
+    transform the reference math runs, which every transform understands. (While
+    torch.compile traces, that stack can hold its own entries: trust the ops there.)"""
     in_func_transform = not torch.compiler.is_compiling() and \
         torch._C._functorch.peek_interpreter_stack() is not None
-    if backend == "python" or in_func_transform:
-        return reference.layer
-    return fused_layer
+    return backend == "python" or in_func_transform
 
 
 def rnn(
@@ -67,8 +67,7 @@ def cell_step(cell: str, input: Tensor, hx: Tensor, cx: Tensor | None, weights: 
     chosen = _backend.resolve_backend(backend, input.device)
 
     def run(x: Tensor, h: Tensor, c: Tensor | None, ws: list[LayerWeights]):
-        layer_fn = _layer_fn(chosen)
-        if layer_fn is reference.layer:
+        if _runs_reference(chosen):
             return reference.layer(cell, x.unsqueeze(0), [], h, c, *ws[0], False)
         h_new, c_new = fused_cell(cell, x, h, c, *ws[0][:4])
         return h_new, h_new, c_new
@@ -108,7 +107,7 @@ def _in_compute_dtype(cell: str, input: Tensor, hx: Tensor, cx: Tensor | None,
 def _run_stack(backend: str, cell: str, input: Tensor, batch_sizes: Tensor | None, hx: Tensor,
                cx: Tensor | None, weights: list[LayerWeights], num_layers: int, dropout: float,
                training: bool, bidirectional: bool) -> tuple[Tensor, Tensor, Tensor | None]:
-    layer_fn = _layer_fn(backend)
+    layer_fn = reference.layer if _runs_reference(backend) else fused_layer
     sizes = [] if batch_sizes is None else [int(b) for b in batch_sizes.tolist()]
     directions = 2 if bidirectional else 1
     layer_input = input
