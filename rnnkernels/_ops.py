@@ -5,19 +5,23 @@ Each cell has ``rnnkernels::<cell>_layer_forward`` / ``<cell>_layer_backward`` (
 over a sequence) and ``<cell>_cell_forward`` / ``<cell>_cell_backward`` (one step, for the
 *Cell modules), with schemas shared by all cells (see csrc/ops.cpp). The first-order
 backward runs the fused backward op; when a graph of the backward is wanted
-(``create_graph=True``), the gradient comes from differentiating the reference
-implementation instead, so double backward works.
+(``create_graph=True``, or any torch.func grad level), the gradient comes from
+differentiating the reference implementation instead, so double backward works; forward
+mode (jvp) also runs the reference math. The autograd kernels are registered by
+``_autograd.register`` so that torch.func can enter them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any
 
 import torch
 from torch import Tensor
+from torch.autograd import forward_ad
 
-from . import reference
+from . import _autograd, reference
 
 CELLS = ("lstm", "gru", "rnn_tanh", "rnn_relu")
 GATES = {"lstm": 4, "gru": 3, "rnn_tanh": 1, "rnn_relu": 1}
@@ -94,21 +98,52 @@ def _fake_cell_backward(grad_h, grad_c, x, h, w_ih, w_hh, has_bias, saved, c_pre
 def _setup_context(ctx: Any, inputs: tuple, output: tuple) -> None:
     x, batch_sizes, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, reverse = inputs
     ctx.save_for_backward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, *output[3:])
+    ctx.save_for_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr)
+    # What the backward kernel saves, and the empty c_n of cells without a cell state.
+    ctx.mark_non_differentiable(*output[3:], *([output[2]] if c0 is None else []))
     ctx.batch_sizes = list(batch_sizes)
     ctx.reverse = reverse
 
 
 def _reference_gradients(run: Callable, inputs: list, grads: list) -> list:
-    """Gradients of run(*inputs) by differentiating the reference math, as a graph (for
-    create_graph)."""
-    leaves = [t if t is None or t.requires_grad else t.detach().requires_grad_() for t in inputs]
-    with torch.enable_grad():
-        outputs = run(*leaves)
-    pairs = [(o, g) for o, g in zip(outputs, grads) if o is not None and g is not None]
-    wanted = [t for t in leaves if t is not None]
-    found = iter(torch.autograd.grad([o for o, _ in pairs], wanted, [g for _, g in pairs],
-                                     create_graph=True, allow_unused=True))
-    return [None if t is None else next(found) for t in leaves]
+    """Gradients of run(*inputs) (None for None inputs) from the reference math, by
+    torch.func.vjp, which keeps them differentiable at every autograd and torch.func level
+    (a plain autograd.grad here loses the graph inside jacrev's vmap over cotangents)."""
+    present = [t for t in inputs if t is not None]
+    kept: list[bool] = []
+
+    def run_present(*values: Tensor) -> tuple:
+        it = iter(values)
+        outputs = run(*[None if t is None else next(it) for t in inputs])
+        kept[:] = [o is not None for o in outputs]
+        return tuple(o for o in outputs if o is not None)
+
+    outputs, vjp_fn = torch.func.vjp(run_present, *present)
+    cotangents = [g for g, k in zip(grads, kept) if k]
+    found = iter(vjp_fn(tuple(torch.zeros_like(o) if g is None else g
+                              for o, g in zip(outputs, cotangents))))
+    return [None if t is None else next(found) for t in inputs]
+
+
+def _reference_jvp(run: Callable, inputs: list, tangents: list) -> list:
+    """Output tangents of run(*inputs) (None where an output is None): the reference math
+    runs on dual tensors of the forward-mode level that is already open."""
+    with forward_ad._set_fwd_grad_enabled(True):  # the Function's jvp runs with it off
+        # The saved inputs may be dual tensors of this level already: start from primals.
+        duals = [t if t is None or dt is None else
+                 forward_ad.make_dual(forward_ad.unpack_dual(t).primal, dt)
+                 for t, dt in zip(inputs, tangents)]
+        outputs = run(*duals)
+        return [None if o is None else forward_ad.unpack_dual(o).tangent for o in outputs]
+
+
+def _reference_layer(cell: str, ctx: Any) -> Callable:
+    """The layer's reference math over its tensor inputs, with ctx's non-tensor ones."""
+    def run(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr):
+        return reference.layer(cell, x, ctx.batch_sizes, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr,
+                               ctx.reverse)
+
+    return run
 
 
 def _make_backward(cell: str) -> Callable:
@@ -116,11 +151,8 @@ def _make_backward(cell: str) -> Callable:
         x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, saved, h_prev, c_prev, r_seq = ctx.saved_tensors
         inputs = [x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr]
         if torch.is_grad_enabled():
-            def run(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr):
-                return reference.layer(cell, x, ctx.batch_sizes, h0, c0, w_ih, w_hh, b_ih, b_hh,
-                                       w_hr, ctx.reverse)
-
-            grads = _reference_gradients(run, inputs, [grad_output, grad_h_n, grad_c_n])
+            grads = _reference_gradients(_reference_layer(cell, ctx), inputs,
+                                         [grad_output, grad_h_n, grad_c_n])
         else:
             grad_output = grad_output if grad_output is not None else torch.zeros_like(h_prev)
             grad_h_n = grad_h_n if grad_h_n is not None else torch.zeros_like(h0)
@@ -136,8 +168,26 @@ def _make_backward(cell: str) -> Callable:
     return backward
 
 
+def _make_jvp(cell: str) -> Callable:
+    def jvp(ctx: Any, x_t, _batch_sizes, h0_t, c0_t, w_ih_t, w_hh_t, b_ih_t, b_hh_t, w_hr_t, _rev):
+        tangents = [x_t, h0_t, c0_t, w_ih_t, w_hh_t, b_ih_t, b_hh_t, w_hr_t]
+        output_t, h_n_t, c_n_t = _reference_jvp(_reference_layer(cell, ctx),
+                                                list(ctx.saved_tensors), tangents)
+        return (output_t, h_n_t, c_n_t, None, None, None, None)
+
+    return jvp
+
+
 def _cell_setup_context(ctx: Any, inputs: tuple, output: tuple) -> None:
     ctx.save_for_backward(*inputs, output[2], output[3])
+    ctx.save_for_forward(*inputs)
+    ctx.mark_non_differentiable(output[2], output[3], *([output[1]] if inputs[2] is None else []))
+
+
+def _run_reference_cell(cell: str, x, h, c, w_ih, w_hh, b_ih, b_hh) -> tuple:
+    _, h_new, c_new = reference.layer(cell, x.unsqueeze(0), [], h, c, w_ih, w_hh, b_ih, b_hh, None,
+                                      False)
+    return h_new, c_new
 
 
 def _make_cell_backward(cell: str) -> Callable:
@@ -145,12 +195,8 @@ def _make_cell_backward(cell: str) -> Callable:
         x, h, c, w_ih, w_hh, b_ih, b_hh, saved, c_prev = ctx.saved_tensors
         inputs = [x, h, c, w_ih, w_hh, b_ih, b_hh]
         if torch.is_grad_enabled():
-            def run(x, h, c, w_ih, w_hh, b_ih, b_hh):
-                _, h_new, c_new = reference.layer(cell, x.unsqueeze(0), [], h, c, w_ih, w_hh, b_ih,
-                                                  b_hh, None, False)
-                return h_new, c_new
-
-            return tuple(_reference_gradients(run, inputs, [grad_h, grad_c]))
+            return tuple(_reference_gradients(partial(_run_reference_cell, cell), inputs,
+                                              [grad_h, grad_c]))
         grad_h = grad_h if grad_h is not None else torch.zeros_like(h)
         if c is not None and grad_c is None:
             grad_c = torch.zeros_like(c)
@@ -159,6 +205,15 @@ def _make_cell_backward(cell: str) -> Callable:
         return tuple(None if t is None else g for t, g in zip(inputs, grads))
 
     return backward
+
+
+def _make_cell_jvp(cell: str) -> Callable:
+    def jvp(ctx: Any, *tangents):
+        h_t, c_t = _reference_jvp(partial(_run_reference_cell, cell), list(ctx.saved_tensors),
+                                  list(tangents))
+        return (h_t, c_t, None, None)
+
+    return jvp
 
 
 def _vmap_by_loop(op: Any) -> Callable:
@@ -181,14 +236,14 @@ def register_all() -> None:
         forward, backward = forward_op(cell), backward_op(cell)
         torch.library.register_fake(forward)(_make_fake_forward(cell))
         torch.library.register_fake(backward)(_fake_backward)
-        torch.library.register_autograd(forward, _make_backward(cell), setup_context=_setup_context)
+        _autograd.register(forward, _setup_context, _make_backward(cell), _make_jvp(cell))
         torch.library.register_vmap(forward, _vmap_by_loop(forward))
         torch.library.register_vmap(backward, _vmap_by_loop(backward))
         cell_forward, cell_backward = cell_forward_op(cell), cell_backward_op(cell)
         torch.library.register_fake(cell_forward)(_make_fake_cell_forward(cell))
         torch.library.register_fake(cell_backward)(_fake_cell_backward)
-        torch.library.register_autograd(cell_forward, _make_cell_backward(cell),
-                                        setup_context=_cell_setup_context)
+        _autograd.register(cell_forward, _cell_setup_context, _make_cell_backward(cell),
+                           _make_cell_jvp(cell))
         torch.library.register_vmap(cell_forward, _vmap_by_loop(cell_forward))
         torch.library.register_vmap(cell_backward, _vmap_by_loop(cell_backward))
 

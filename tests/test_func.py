@@ -1,14 +1,16 @@
-"""torch.func transforms (vmap, grad, jacrev) and double backward through the modules
-and the ops, on every backend present, against the plain-torch reference backend."""
+"""torch.func transforms (vmap, grad, jacrev, jvp, jacfwd, and compositions), forward-mode
+AD and double backward through the modules and the ops, on every backend present, against
+the plain-torch reference backend."""
 
 from __future__ import annotations
 
 import pytest
 import torch
-from torch.func import functional_call, grad, jacrev, vmap
+from torch.autograd import forward_ad
+from torch.func import functional_call, grad, jacfwd, jacrev, jvp, vmap
 
 import rnnkernels
-from rnnkernels import _ops
+from rnnkernels import _ops, reference
 from conftest import CPU_BACKENDS
 
 MODULES = {
@@ -71,3 +73,67 @@ def test_op_gradgradcheck(cell, reverse) -> None:
         return tuple(t for t in out if t is not None)
 
     assert torch.autograd.gradgradcheck(run, tensors, check_batched_grad=True)
+
+
+def _op_and_reference(cell: str, kind: str):
+    """A function of (x, w_ih) through the op directly, and the same through the reference
+    math; the other inputs are fixed fp64 tensors (c only for LSTM)."""
+    torch.manual_seed(0)
+    gates = _ops.GATES[cell] * 2
+    h0 = torch.randn(3, 2, dtype=torch.float64)
+    c0 = torch.randn(3, 2, dtype=torch.float64) if cell == "lstm" else None
+    w_hh, b = torch.randn(gates, 2, dtype=torch.float64), torch.randn(gates, dtype=torch.float64)
+    if kind == "layer":
+        def through_op(x, w_ih):
+            return _ops.forward_op(cell)(x, [], h0, c0, w_ih, w_hh, b, b, None, True)[0]
+
+        def through_reference(x, w_ih):
+            return reference.layer(cell, x, [], h0, c0, w_ih, w_hh, b, b, None, True)[0]
+    else:
+        def through_op(x, w_ih):
+            return _ops.cell_forward_op(cell)(x[0], h0, c0, w_ih, w_hh, b, b)[0]
+
+        def through_reference(x, w_ih):
+            return reference.layer(cell, x[:1], [], h0, c0, w_ih, w_hh, b, b, None, False)[1]
+    return through_op, through_reference
+
+
+TRANSFORMS = {
+    "grad": lambda f: grad(lambda x, w: f(x, w).square().sum(), argnums=(0, 1)),
+    "jacrev": lambda f: jacrev(f, argnums=(0, 1)),
+    "vmap_grad": lambda f: vmap(grad(lambda x, w: f(x, w).square().sum(), argnums=1),
+                                in_dims=(0, None)),
+    "grad_grad": lambda f: grad(lambda x, w: grad(lambda v: f(x, v).square().sum())(w).sum(),
+                                argnums=(0, 1)),
+    "jacfwd": lambda f: jacfwd(f, argnums=(0, 1)),
+    "jvp": lambda f: lambda x, w: jvp(f, (x, w), (torch.ones_like(x), torch.ones_like(w))),
+}
+
+
+@pytest.mark.parametrize("transform", list(TRANSFORMS))
+@pytest.mark.parametrize("kind", ["layer", "cell"])
+@pytest.mark.parametrize("cell", _ops.CELLS)
+def test_transforms_of_the_ops_match_reference(cell, kind, transform) -> None:
+    if not NATIVE:
+        pytest.skip("needs the C++ build")
+    through_op, through_reference = _op_and_reference(cell, kind)
+    x = torch.randn(2, 3, 3, dtype=torch.float64)
+    w_ih = torch.randn(_ops.GATES[cell] * 2, 3, dtype=torch.float64)
+    args = (x.expand(4, *x.shape).clone(), w_ih) if transform == "vmap_grad" else (x, w_ih)
+    torch.testing.assert_close(TRANSFORMS[transform](through_op)(*args),
+                               TRANSFORMS[transform](through_reference)(*args))
+
+
+@pytest.mark.parametrize("cell", _ops.CELLS)
+def test_forward_mode_ad_of_the_op_matches_reference(cell) -> None:
+    if not NATIVE:
+        pytest.skip("needs the C++ build")
+    through_op, through_reference = _op_and_reference(cell, "layer")
+    x, tangent = torch.randn(2, 3, 3, dtype=torch.float64), torch.randn(2, 3, 3, dtype=torch.float64)
+    w_ih = torch.randn(_ops.GATES[cell] * 2, 3, dtype=torch.float64)
+    with forward_ad.dual_level():
+        got = forward_ad.unpack_dual(through_op(forward_ad.make_dual(x, tangent), w_ih)).tangent
+        want = forward_ad.unpack_dual(through_reference(forward_ad.make_dual(x, tangent),
+                                                        w_ih)).tangent
+    assert got is not None and got.abs().sum() > 0
+    torch.testing.assert_close(got, want)
