@@ -6,6 +6,7 @@
 #include <limits>
 #include <vector>
 
+#include "persistent.h"
 #include "pointwise.h"
 #include "step_ops.h"
 
@@ -101,6 +102,84 @@ int64_t step_at(const Schedule& s, int64_t k, bool reverse) {
   return reverse ? s.steps - 1 - k : k;
 }
 
+// The rows and offsets of the steps in visiting order, for the persistent kernels.
+struct VisitOrder {
+  std::vector<int64_t> rows, offsets;
+  VisitOrder(const Schedule& s, bool reverse) {
+    for (int64_t k = 0; k < s.steps; ++k) {
+      rows.push_back(s.rows(step_at(s, k, reverse)));
+      offsets.push_back(s.offset(step_at(s, k, reverse)));
+    }
+  }
+  StepOrder view() const { return {static_cast<int64_t>(rows.size()), rows.data(), offsets.data()}; }
+};
+
+// Per-step results of a layer's forward, [N, *] each (c_prev, r undefined when unused).
+struct ForwardOutputs {
+  Tensor out, saved, h_prev, c_prev, r;
+};
+
+// The sequence loop on ATen GEMMs and the device's pointwise kernel, for every device (and
+// on the CPU for the projected LSTM). c: [B, H] c0 in, c_n out; returns h_n.
+Tensor forward_steps(CellKind kind, const Schedule& sched, bool reverse, const Tensor& xg,
+                     const Tensor& h0, const Tensor& c, const Tensor& w_hh,
+                     const std::optional<Tensor>& b_hh, const Tensor& w_hr,
+                     const ForwardOutputs& outs) {
+  const bool is_lstm = kind == CellKind::Lstm, projects = w_hr.defined();
+  Tensor h = h0.contiguous().clone();  // [B, P], rows past the active count keep their state
+  Tensor hg = at::empty({sched.batch, w_hh.size(0)}, xg.options());
+  for (int64_t k = 0; k < sched.steps; ++k) {
+    const int64_t t = step_at(sched, k, reverse), n = sched.rows(t), off = sched.offset(t);
+    if (n == 0) continue;
+    const Tensor h_n = rows_of(h, 0, n);
+    const Tensor hp = rows_of(outs.h_prev, off, n);
+    copy_rows(hp, h_n);
+    if (is_lstm) copy_rows(rows_of(outs.c_prev, off, n), rows_of(c, 0, n));
+    const Tensor hg_n = rows_of(hg, 0, n);
+    gemm_rows(hg_n, hp, w_hh, /*transpose_w=*/true, b_hh, /*accumulate=*/false);
+    const Tensor cell_out = projects ? rows_of(outs.r, off, n) : h_n;
+    pointwise_forward(kind, rows_of(xg, off, n), hg_n, cell_out,
+                      is_lstm ? rows_of(c, 0, n) : Tensor(), rows_of(outs.saved, off, n));
+    if (projects) gemm_rows(h_n, cell_out, w_hr, /*transpose_w=*/true, std::nullopt, false);
+    copy_rows(rows_of(outs.out, off, n), h_n);
+  }
+  return h;
+}
+
+// What a layer's backward loop updates: dh, dc [B, *] (the gradient at each row's current
+// step; dc undefined but for LSTM), dxg, dhg [N, G*H], dh_seq [N, P] (projected LSTM only).
+struct BackwardState {
+  Tensor dh, dc, dxg, dhg, dh_seq;
+};
+
+// The backward's step loop on ATen GEMMs and the device's pointwise kernel (see
+// forward_steps); the weight gradients are left to whole-sequence GEMMs.
+void backward_steps(CellKind kind, const Schedule& sched, bool reverse, const Tensor& grad_out,
+                    const Tensor& saved, const Tensor& h_prev, const Tensor& c_prev,
+                    const Tensor& w_hh, const Tensor& w_hr, const BackwardState& st) {
+  const bool is_lstm = kind == CellKind::Lstm, is_gru = kind == CellKind::Gru;
+  const bool projects = w_hr.defined();
+  Tensor d_act = projects ? at::empty({sched.batch, w_hr.size(1)}, grad_out.options()) : Tensor();
+  for (int64_t k = sched.steps - 1; k >= 0; --k) {
+    const int64_t t = step_at(sched, k, reverse), n = sched.rows(t), off = sched.offset(t);
+    if (n == 0) continue;
+    const Tensor dh_n = rows_of(st.dh, 0, n);
+    add_rows(dh_n, rows_of(grad_out, off, n));
+    Tensor d_cell = dh_n;
+    if (projects) {
+      copy_rows(rows_of(st.dh_seq, off, n), dh_n);
+      d_cell = rows_of(d_act, 0, n);
+      gemm_rows(d_cell, dh_n, w_hr, /*transpose_w=*/false, std::nullopt, false);
+    }
+    const Tensor dxg_n = rows_of(st.dxg, off, n), dhg_n = rows_of(st.dhg, off, n);
+    pointwise_backward(kind, d_cell, is_lstm ? rows_of(st.dc, 0, n) : Tensor(),
+                       rows_of(saved, off, n), is_lstm ? rows_of(c_prev, off, n) : Tensor(),
+                       rows_of(h_prev, off, n), dxg_n, dhg_n);
+    // GRU's pointwise pass left z * dh in dh_n; the other cells have no direct path.
+    gemm_rows(dh_n, dhg_n, w_hh, /*transpose_w=*/false, std::nullopt, /*accumulate=*/is_gru);
+  }
+}
+
 }  // namespace
 
 std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> layer_forward(
@@ -144,31 +223,20 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> layer_forward
   const Tensor c_prev2d = is_lstm ? c_prev.view({sched.total, H}) : c_prev;
   const Tensor r2d = projects ? r_seq.view({sched.total, H}) : r_seq;
 
-  Tensor h = h0.contiguous().clone();  // [B, P], rows past the active count keep their state
-  Tensor c = is_lstm ? c0->contiguous().clone() : Tensor();  // [B, H]
-  Tensor hg = at::empty({B, G * H}, x.options());
-  const Tensor w_hh_c = w_hh.contiguous();
-  const Tensor w_hr_c = projects ? w_hr->contiguous() : Tensor();
   const std::optional<Tensor> b_hh_c =
       b_hh.has_value() ? std::optional<Tensor>(b_hh->contiguous()) : std::nullopt;
-
-  for (int64_t k = 0; k < sched.steps; ++k) {
-    const int64_t t = step_at(sched, k, reverse), n = sched.rows(t), off = sched.offset(t);
-    if (n == 0) continue;
-    const Tensor h_n = rows_of(h, 0, n);
-    const Tensor hp = rows_of(h_prev2d, off, n);
-    copy_rows(hp, h_n);
-    if (is_lstm) copy_rows(rows_of(c_prev2d, off, n), rows_of(c, 0, n));
-    const Tensor hg_n = rows_of(hg, 0, n);
-    gemm_rows(hg_n, hp, w_hh_c, /*transpose_w=*/true, b_hh_c, /*accumulate=*/false);
-    const Tensor cell_out = projects ? rows_of(r2d, off, n) : h_n;
-    pointwise_forward(kind, rows_of(xg, off, n), hg_n, cell_out,
-                      is_lstm ? rows_of(c, 0, n) : Tensor(), rows_of(saved2d, off, n));
-    if (projects) gemm_rows(h_n, cell_out, w_hr_c, /*transpose_w=*/true, std::nullopt, false);
-    copy_rows(rows_of(out2d, off, n), h_n);
+  const ForwardOutputs outs{out2d, saved2d, h_prev2d, c_prev2d, r2d};
+  Tensor c = is_lstm ? c0->contiguous().clone() : Tensor();  // [B, H]: c0 in, c_n out
+  Tensor h_n;
+  if (persistent_cpu_applies(x, projects)) {
+    h_n = at::empty({B, P}, x.options());
+    persistent_forward_cpu(kind, VisitOrder(sched, reverse).view(), xg, w_hh.contiguous(), b_hh_c,
+                           h0.contiguous(), h_n, c, output, saved, h_prev, c_prev);
+  } else {
+    h_n = forward_steps(kind, sched, reverse, xg, h0, c, w_hh.contiguous(), b_hh_c,
+                        projects ? w_hr->contiguous() : Tensor(), outs);
   }
-  Tensor c_n = is_lstm ? c : at::empty({0}, x.options());
-  return {output, h, c_n, saved, h_prev, c_prev, r_seq};
+  return {output, h_n, is_lstm ? c : at::empty({0}, x.options()), saved, h_prev, c_prev, r_seq};
 }
 
 std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> layer_backward(
@@ -200,28 +268,14 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> layer
   Tensor dh = grad_h_n.contiguous().clone();  // [B, P]: dL/dh of each row's current step
   Tensor dc = is_lstm ? grad_c_n->contiguous().clone() : Tensor();  // [B, H]
   Tensor dh_seq = projects ? at::empty({N, P}, x.options()) : Tensor();
-  Tensor d_act = projects ? at::empty({B, H}, x.options()) : Tensor();
   const Tensor w_hh_c = w_hh.contiguous();
-  const Tensor w_hr_c = projects ? w_hr->contiguous() : Tensor();
-
-  for (int64_t k = sched.steps - 1; k >= 0; --k) {
-    const int64_t t = step_at(sched, k, reverse), n = sched.rows(t), off = sched.offset(t);
-    if (n == 0) continue;
-    const Tensor dh_n = rows_of(dh, 0, n);
-    add_rows(dh_n, rows_of(grad_out2d, off, n));
-    Tensor d_cell = dh_n;
-    if (projects) {
-      copy_rows(rows_of(dh_seq, off, n), dh_n);
-      d_cell = rows_of(d_act, 0, n);
-      gemm_rows(d_cell, dh_n, w_hr_c, /*transpose_w=*/false, std::nullopt, false);
-    }
-    const Tensor dxg_n = rows_of(dxg, off, n), dhg_n = rows_of(dhg, off, n);
-    pointwise_backward(kind, d_cell, is_lstm ? rows_of(dc, 0, n) : Tensor(),
-                       rows_of(saved2d, off, n),
-                       is_lstm ? rows_of(c_prev2d, off, n) : Tensor(),
-                       rows_of(h_prev2d, off, n), dxg_n, dhg_n);
-    // GRU's pointwise pass left z * dh in dh_n; the other cells have no direct path.
-    gemm_rows(dh_n, dhg_n, w_hh_c, /*transpose_w=*/false, std::nullopt, /*accumulate=*/is_gru);
+  const BackwardState state{dh, dc, dxg, dhg, dh_seq};
+  if (persistent_cpu_applies(x, projects)) {
+    persistent_backward_cpu(kind, VisitOrder(sched, reverse).view(), w_hh_c, grad_out2d,
+                            saved2d, h_prev2d, c_prev2d, dh, dc, dxg, dhg);
+  } else {
+    backward_steps(kind, sched, reverse, grad_out2d, saved2d, h_prev2d, c_prev2d, w_hh_c,
+                   projects ? w_hr->contiguous() : Tensor(), state);
   }
 
   const Tensor x2d = x.reshape({N, I});

@@ -14,7 +14,7 @@ namespace rnnk {
 
 // The math below has internal linkage (an unnamed namespace): every translation unit
 // compiles its own copy, so the CPU units built for different instruction sets
-// (cpu/rows_*.cpp) never share a function the linker could pick for the wrong CPU.
+// (cpu/isa_*.cpp) never share a function the linker could pick for the wrong CPU.
 namespace {
 
 // Half types store in 16 bits but compute in float: CUDA code specialises this

@@ -1,4 +1,5 @@
-// The pointwise passes for AVX2 + FMA CPUs; only called where the CPU has them.
+// The CPU kernels (pointwise passes, persistent sequences) for AVX2 + FMA CPUs; only
+// called where the CPU has them.
 #if defined(__x86_64__)
 #pragma GCC target("avx2,fma,f16c")
 // The target pragma does not define the feature macros that sleef.h and at::vec test.
@@ -13,3 +14,4 @@
 #define CPU_CAPABILITY_DEFAULT
 #endif
 #include "rows_kernel.h"
+#include "sequence_kernel.h"

@@ -1,4 +1,5 @@
-// The pointwise passes for AVX-512 CPUs; only called where the CPU has them.
+// The CPU kernels (pointwise passes, persistent sequences) for AVX-512 CPUs; only called
+// where the CPU has them.
 #if defined(__x86_64__)
 #pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")
 // The target pragma does not define the feature macros that sleef.h and at::vec test.
@@ -17,3 +18,4 @@
 #define CPU_CAPABILITY_DEFAULT
 #endif
 #include "rows_kernel.h"
+#include "sequence_kernel.h"

@@ -1,5 +1,5 @@
 // CPU pointwise passes over rows [begin, end) of one step, compiled once per instruction
-// set (rows_{default,avx2,avx512}.cpp); pointwise.cpp picks one at run time.
+// set (isa_{default,avx2,avx512}.cpp); pointwise.cpp picks one at run time.
 #pragma once
 #include <cstdint>
 

@@ -1,4 +1,4 @@
-// The body of rows_{default,avx2,avx512}.cpp: each defines CPU_CAPABILITY (and its
+// Part of the body of isa_{default,avx2,avx512}.cpp: each defines CPU_CAPABILITY (and its
 // CPU_CAPABILITY_* macro and target) first, so at::vec picks that instruction set and
 // everything here lands in a namespace of its own. Keep ATen tensor headers out: only
 // at::vec and the cell math, so little inline code is compiled for a wider target.

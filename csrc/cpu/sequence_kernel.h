@@ -1,0 +1,360 @@
+// The body of isa_{default,avx2,avx512}.cpp after rows_kernel.h: the persistent sequence
+// kernels of sequence.h for one instruction set.
+//
+// Forward, per step and per block of W hidden units (W = SIMD lanes): a tile of rows x
+// (G gates x W units) of the recurrent GEMM accumulates in registers against the block's
+// packed weights ([k][gate][lane], packed once per call by the thread that owns the block,
+// so they stay in that core's cache), lands in a small scratch, and the cell's gates run
+// on it at once (cells/*.h, the same functions the pointwise kernels run). Backward, per
+// step: the gates' gradients for the thread's own blocks, one barrier, then dh_{t-1} for
+// those blocks' columns from the same kind of tile. Threads own fixed hidden blocks for
+// the whole sequence and meet at one barrier per step; no allocation in the time loop.
+#include <omp.h>
+
+#include <algorithm>
+#include <cstring>
+#include <type_traits>
+#include <vector>
+
+#include "sequence.h"
+
+namespace rnnk {
+namespace CPU_CAPABILITY {
+namespace {
+
+template <typename T>
+using Vec = at::vec::Vectorized<T>;
+
+// SIMD registers of this instruction set: they bound a tile's accumulators.
+#if defined(CPU_CAPABILITY_AVX512)
+constexpr int kRegisters = 32;
+#else
+constexpr int kRegisters = 16;
+#endif
+
+// Rows per tile with C accumulator vectors per row: accumulators, C weight vectors and one
+// broadcast fit the registers; at most 12 rows.
+constexpr int tile_rows(int C) { return std::min(12, std::max(1, (kRegisters - C - 1) / C)); }
+
+// Calls f(std::integral_constant<int, rows>) for 1 <= rows <= R: tiles at the batch's end.
+template <int R, typename F>
+inline void with_rows(int64_t rows, const F& f) {
+  if constexpr (R > 1) {
+    if (rows < R) return with_rows<R - 1>(rows, f);
+  }
+  f(std::integral_constant<int, R>{});
+}
+
+// acc[r][c] += sum_k a[r * lda + k] * panel[k * k_stride + c * c_stride + lane].
+template <int R, int C, typename T>
+inline void tile_gemm(const T* a, int64_t lda, int64_t K, const T* panel, int64_t k_stride,
+                      int64_t c_stride, Vec<T> (&acc)[R][C]) {
+  for (int64_t k = 0; k < K; ++k) {
+    Vec<T> w[C];
+#pragma GCC unroll 16
+    for (int c = 0; c < C; ++c) w[c] = Vec<T>::loadu(panel + k * k_stride + c * c_stride);
+#pragma GCC unroll 16
+    for (int r = 0; r < R; ++r) {
+      const Vec<T> x(a[r * lda + k]);
+#pragma GCC unroll 16
+      for (int c = 0; c < C; ++c) acc[r][c] = at::vec::fmadd(x, w[c], acc[r][c]);
+    }
+  }
+}
+
+// `count` of the W lanes at p (the last hidden block may be partial).
+template <typename T>
+inline Vec<T> load_lanes(const T* p, int64_t count) {
+  return count == Vec<T>::size() ? Vec<T>::loadu(p) : Vec<T>::loadu(p, count);
+}
+template <typename T>
+inline void store_lanes(T* p, const Vec<T>& v, int64_t count) {
+  if (count == Vec<T>::size()) {
+    v.store(p);
+  } else {
+    v.store(p, count);
+  }
+}
+
+// Values a panel GEMM starts from: init[c * W + lane] (a bias), what `out` holds
+// (accumulate), or zero.
+template <typename T>
+struct PanelStart {
+  const T* init;
+  bool accumulate;
+};
+
+// out[r * C * W + c * W + lane] = start + sum_k a[r * lda + k] * panel[k * k_stride +
+// c * c_stride + lane] for r < n, k < K. `out` is compact (rows of C vectors): rows of
+// the real destinations lie 1-4 KiB apart and would all compete for the same few L1 sets.
+// K is walked in chunks whose panel slice stays in L1 while every row tile uses it;
+// partial sums wait in `out` between chunks.
+template <int C, typename T>
+void panel_gemm(int64_t n, const T* a, int64_t lda, int64_t K, const T* panel, int64_t k_stride,
+                int64_t c_stride, T* out, const PanelStart<T>& start) {
+  constexpr int R = tile_rows(C);
+  constexpr int64_t W = Vec<T>::size();
+  constexpr int64_t kChunk = std::max<int64_t>(16, (8 * 1024) / (C * W * sizeof(T)));
+  for (int64_t k0 = 0; k0 < K; k0 += kChunk) {
+    const int64_t kc = std::min(kChunk, K - k0);
+    const bool resume = k0 > 0 || start.accumulate;
+    for (int64_t r0 = 0; r0 < n; r0 += R) {
+      with_rows<R>(std::min<int64_t>(R, n - r0), [&](auto rows) {
+        constexpr int RT = decltype(rows)::value;
+        T* tile = out + r0 * C * W;
+        Vec<T> acc[RT][C];
+        for (int r = 0; r < RT; ++r) {
+          for (int c = 0; c < C; ++c) {
+            acc[r][c] = resume       ? Vec<T>::loadu(tile + (r * C + c) * W)
+                        : start.init ? Vec<T>::loadu(start.init + c * W)
+                                     : Vec<T>(0);
+          }
+        }
+        tile_gemm<RT, C>(a + r0 * lda + k0, lda, kc, panel + k0 * k_stride, k_stride, c_stride, acc);
+        for (int r = 0; r < RT; ++r) {
+          for (int c = 0; c < C; ++c) acc[r][c].store(tile + (r * C + c) * W);
+        }
+      });
+    }
+  }
+}
+
+// Copies `count` lanes of each of C vectors per row between a compact [n][C][W] array and
+// rows of a wider one (vector c at c_stride); `to_wide` says which way.
+template <typename T>
+void copy_vectors(int64_t n, int C, T* compact, T* wide, int64_t ld, int64_t c_stride,
+                  const int64_t* counts, bool to_wide) {
+  constexpr int64_t W = Vec<T>::size();
+  for (int64_t r = 0; r < n; ++r) {
+    for (int c = 0; c < C; ++c) {
+      T* packed = compact + (r * C + c) * W;
+      T* spread = wide + r * ld + c * c_stride;
+      if (to_wide) {
+        store_lanes(spread, Vec<T>::loadu(packed), counts[c]);
+      } else {
+        load_lanes(spread, counts[c]).store(packed);
+      }
+    }
+  }
+}
+
+// Hidden blocks [first, last) of a thread in a team; blocks are W units wide.
+struct Blocks {
+  int64_t first, last;
+  Blocks(int64_t count, int tid, int team)
+      : first(count * tid / team), last(count * (tid + 1) / team) {}
+};
+
+// Forward panel of block jb: panel[(k * G + g) * W + lane] = w_hh[g*H + jb*W + lane][k],
+// zero past H; bias[g * W + lane] likewise from b_hh.
+template <typename T>
+void pack_forward_block(const T* w_hh, const T* b_hh, int64_t H, int G, int64_t jb, T* panel,
+                        T* bias) {
+  constexpr int64_t W = Vec<T>::size();
+  const int64_t j = jb * W, count = std::min(W, H - j);
+  for (int g = 0; g < G; ++g) {
+    for (int64_t lane = 0; lane < W; ++lane) {
+      const T* row = lane < count ? w_hh + (g * H + j + lane) * H : nullptr;
+      for (int64_t k = 0; k < H; ++k) panel[(k * G + g) * W + lane] = row ? row[k] : T(0);
+      if (bias != nullptr) bias[g * W + lane] = lane < count ? b_hh[g * H + j + lane] : T(0);
+    }
+  }
+}
+
+// Backward panel of block jb: panel[k * W + lane] = w_hh[k][jb*W + lane], k < G*H.
+template <typename T>
+void pack_backward_block(const T* w_hh, int64_t H, int64_t GH, int64_t jb, T* panel) {
+  constexpr int64_t W = Vec<T>::size();
+  const int64_t j = jb * W, count = std::min(W, H - j);
+  for (int64_t k = 0; k < GH; ++k) {
+    std::memcpy(panel + k * W, w_hh + k * H + j, count * sizeof(T));
+    std::fill(panel + k * W + count, panel + (k + 1) * W, T(0));
+  }
+}
+
+// Runs the cell on units [j, j + count) of row b: one vector, or one unit at a time.
+template <bool Backward, typename Cell, typename Step>
+inline void cell_lanes(const Step& step, int64_t b, int64_t j, int64_t count) {
+  using T = std::remove_const_t<std::remove_pointer_t<decltype(step.saved)>>;
+  if (count == Vec<T>::size()) {
+    if constexpr (Backward) {
+      Cell::template backward<VectorLanes<T>>(step, b, j);
+    } else {
+      Cell::template forward<VectorLanes<T>>(step, b, j);
+    }
+    return;
+  }
+  for (int64_t unit = j; unit < j + count; ++unit) {
+    if constexpr (Backward) {
+      Cell::template backward<ScalarLanes<T>>(step, b, unit);
+    } else {
+      Cell::template forward<ScalarLanes<T>>(step, b, unit);
+    }
+  }
+}
+
+// h_n[b] = the output of row b's last step (rows keep h0 if they never ran).
+template <typename T>
+void gather_last_states(const SequenceForward<T>& p) {
+  std::memcpy(p.h_n, p.h0, p.batch * p.H * sizeof(T));
+  int64_t covered = 0;
+  for (int64_t k = p.order.steps - 1; k >= 0 && covered < p.batch; --k) {
+    const int64_t n = p.order.rows[k];
+    if (n <= covered) continue;
+    std::memcpy(p.h_n + covered * p.H, p.output + (p.order.offsets[k] + covered) * p.H,
+                (n - covered) * p.H * sizeof(T));
+    covered = n;
+  }
+}
+
+template <typename Cell, typename T>
+void forward_sequence(const SequenceForward<T>& p) {
+  constexpr int G = Cell::kGates, S = Cell::kSaved;
+  constexpr int64_t W = Vec<T>::size();
+  constexpr bool kIsLstm = std::is_same_v<Cell, LstmCell>, kIsGru = std::is_same_v<Cell, GruCell>;
+  const int64_t H = p.H, GH = G * H, B = p.batch, blocks = (H + W - 1) / W;
+  const StepOrder& order = p.order;
+  const int team_size = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(p.threads, blocks)));
+
+  // Rows that join mid-sequence (a reversed packed batch grows) start from h0: such steps
+  // read their input state from `joined`, assembled once by one thread.
+  bool grows = false;
+  for (int64_t k = 1; k < order.steps; ++k) grows = grows || order.rows[k] > order.rows[k - 1];
+  std::vector<T> joined(grows ? B * H : 0);
+  std::vector<T> panels(blocks * H * G * W), biases(p.b_hh ? blocks * G * W : 0);
+  // Per thread: one block's GEMM result [B][G][W], then the step's recurrent projections
+  // [B, G*H] (only the thread's units touched) as the cell math reads them.
+  std::vector<T> scratch(static_cast<size_t>(team_size) * B * (G * W + GH));
+
+#pragma omp parallel num_threads(team_size) if (team_size > 1)
+  {
+    const int tid = omp_get_thread_num(), team = omp_get_num_threads();
+    const Blocks mine(blocks, tid, team);
+    for (int64_t jb = mine.first; jb < mine.last; ++jb) {
+      pack_forward_block(p.w_hh, p.b_hh, H, G, jb, panels.data() + jb * H * G * W,
+                         p.b_hh ? biases.data() + jb * G * W : nullptr);
+    }
+    T* tile = scratch.data() + static_cast<size_t>(tid) * B * (G * W + GH);
+    T* hg = tile + B * G * W;
+    int64_t prev = -1;  // the last step that ran
+    for (int64_t k = 0; k < order.steps; ++k) {
+      const int64_t n = order.rows[k], off = order.offsets[k];
+      if (n == 0) continue;
+      const T* h_in = p.h0;
+      if (prev >= 0 && n <= order.rows[prev]) {
+        h_in = p.output + order.offsets[prev] * H;
+      } else if (prev >= 0) {
+#pragma omp single
+        {
+          const int64_t kept = order.rows[prev];
+          std::memcpy(joined.data(), p.output + order.offsets[prev] * H, kept * H * sizeof(T));
+          std::memcpy(joined.data() + kept * H, p.h0 + kept * H, (n - kept) * H * sizeof(T));
+        }
+        h_in = joined.data();
+      }
+      for (int64_t jb = mine.first; jb < mine.last; ++jb) {
+        const int64_t j = jb * W, count = std::min(W, H - j);
+        // The GEMM below takes long enough to bring this block's input projections in.
+        for (int64_t r = 0; r < n; ++r) {
+          for (int g = 0; g < G; ++g) __builtin_prefetch(p.xg + (off + r) * GH + g * H + j, 0, 2);
+        }
+        panel_gemm<G>(n, h_in, H, H, panels.data() + jb * H * G * W, G * W, W, tile,
+                      PanelStart<T>{p.b_hh ? biases.data() + jb * G * W : nullptr, false});
+        int64_t counts[G];
+        std::fill(counts, counts + G, count);
+        copy_vectors(n, G, tile, hg + j, GH, H, counts, /*to_wide=*/true);
+        const StepForward<T> step{p.xg + off * GH, hg, p.output + off * H, p.c,
+                                  p.saved + off * S * H, H};
+        for (int64_t r = 0; r < n; ++r) {
+          const T* state = h_in + r * H + j;
+          std::memcpy(p.h_prev + (off + r) * H + j, state, count * sizeof(T));
+          // GRU reads h_{t-1} where it writes h_t.
+          if (kIsGru) std::memcpy(step.h + r * H + j, state, count * sizeof(T));
+          if (kIsLstm) {
+            std::memcpy(p.c_prev + (off + r) * H + j, step.c + r * H + j, count * sizeof(T));
+          }
+          cell_lanes<false, Cell>(step, r, j, count);
+        }
+      }
+      prev = k;
+#pragma omp barrier
+    }
+  }
+  gather_last_states(p);
+}
+
+template <typename Cell, typename T>
+void backward_sequence(const SequenceBackward<T>& p) {
+  constexpr int G = Cell::kGates, S = Cell::kSaved;
+  constexpr int64_t W = Vec<T>::size();
+  constexpr bool kIsLstm = std::is_same_v<Cell, LstmCell>, kIsGru = std::is_same_v<Cell, GruCell>;
+  const int64_t H = p.H, GH = G * H, blocks = (H + W - 1) / W;
+  const StepOrder& order = p.order;
+  const int team_size = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(p.threads, blocks)));
+  std::vector<T> panels(blocks * GH * W);
+  std::vector<T> scratch(static_cast<size_t>(team_size) * p.batch * 2 * W);  // [B][2][W] each
+
+#pragma omp parallel num_threads(team_size) if (team_size > 1)
+  {
+    const int tid = omp_get_thread_num(), team = omp_get_num_threads();
+    const Blocks mine(blocks, tid, team);
+    T* tile = scratch.data() + static_cast<size_t>(tid) * p.batch * 2 * W;
+    for (int64_t jb = mine.first; jb < mine.last; ++jb) {
+      pack_backward_block(p.w_hh, H, GH, jb, panels.data() + jb * GH * W);
+    }
+    for (int64_t k = order.steps - 1; k >= 0; --k) {
+      const int64_t n = order.rows[k], off = order.offsets[k];
+      if (n == 0) continue;
+      // The gates' gradients of this step, on this thread's units.
+      const StepBackward<T> step{p.dh, kIsLstm ? p.dc : nullptr, p.saved + off * S * H,
+                                 kIsLstm ? p.c_prev + off * H : nullptr, p.h_prev + off * H,
+                                 p.dxg + off * GH, p.dhg + off * GH, H};
+      for (int64_t jb = mine.first; jb < mine.last; ++jb) {
+        const int64_t j = jb * W, count = std::min(W, H - j);
+        for (int64_t r = 0; r < n; ++r) {
+          T* dh = p.dh + r * H + j;
+          store_lanes(dh, load_lanes(dh, count) + load_lanes(p.grad_output + (off + r) * H + j, count),
+                      count);
+          cell_lanes<true, Cell>(step, r, j, count);
+        }
+      }
+#pragma omp barrier
+      // dh_{t-1} = dhg @ w_hh on this thread's columns, two blocks per tile where it can;
+      // GRU adds the direct part z * dh that its gates left in dh.
+      const T* dhg = p.dhg + off * GH;
+      for (int64_t jb = mine.first; jb < mine.last;) {
+        const int64_t j = jb * W;
+        const int C = jb + 1 < mine.last ? 2 : 1;
+        const int64_t counts[2] = {std::min(W, H - j), C == 2 ? std::min(W, H - j - W) : 0};
+        if (kIsGru) copy_vectors(n, C, tile, p.dh + j, H, W, counts, /*to_wide=*/false);
+        const T* panel = panels.data() + jb * GH * W;
+        const PanelStart<T> start{nullptr, kIsGru};
+        if (C == 2) {
+          panel_gemm<2>(n, dhg, GH, GH, panel, W, GH * W, tile, start);
+        } else {
+          panel_gemm<1>(n, dhg, GH, GH, panel, W, GH * W, tile, start);
+        }
+        copy_vectors(n, C, tile, p.dh + j, H, W, counts, /*to_wide=*/true);
+        jb += C;
+      }
+    }
+  }
+}
+
+}  // namespace
+
+void run_sequence(const SequenceForward<float>& p) {
+  visit_cell(p.kind, [&](auto cell) { forward_sequence<decltype(cell)>(p); });
+}
+void run_sequence(const SequenceForward<double>& p) {
+  visit_cell(p.kind, [&](auto cell) { forward_sequence<decltype(cell)>(p); });
+}
+void run_sequence(const SequenceBackward<float>& p) {
+  visit_cell(p.kind, [&](auto cell) { backward_sequence<decltype(cell)>(p); });
+}
+void run_sequence(const SequenceBackward<double>& p) {
+  visit_cell(p.kind, [&](auto cell) { backward_sequence<decltype(cell)>(p); });
+}
+
+}  // namespace CPU_CAPABILITY
+}  // namespace rnnk

@@ -1,0 +1,27 @@
+// Whole-layer CPU kernels (cpu/sequence.h) behind ATen tensors: layer.cpp hands a layer's
+// recurrence to them where they apply, and keeps the whole-sequence GEMMs itself.
+#pragma once
+#include <ATen/core/Tensor.h>
+
+#include <optional>
+
+#include "cpu/sequence.h"
+
+namespace rnnk {
+
+// Float32/64 on the CPU, no projection: what the persistent kernels cover.
+bool persistent_cpu_applies(const at::Tensor& x, bool projects);
+
+// Tensors are contiguous, as the fields of SequenceForward / SequenceBackward describe.
+void persistent_forward_cpu(CellKind kind, const StepOrder& order, const at::Tensor& xg,
+                            const at::Tensor& w_hh, const std::optional<at::Tensor>& b_hh,
+                            const at::Tensor& h0, const at::Tensor& h_n, const at::Tensor& c,
+                            const at::Tensor& output, const at::Tensor& saved,
+                            const at::Tensor& h_prev, const at::Tensor& c_prev);
+void persistent_backward_cpu(CellKind kind, const StepOrder& order, const at::Tensor& w_hh,
+                             const at::Tensor& grad_output, const at::Tensor& saved,
+                             const at::Tensor& h_prev, const at::Tensor& c_prev,
+                             const at::Tensor& dh, const at::Tensor& dc, const at::Tensor& dxg,
+                             const at::Tensor& dhg);
+
+}  // namespace rnnk

@@ -1,0 +1,64 @@
+"""The CPU's persistent sequence kernels on the shapes that take their less common paths:
+several threads meeting at a barrier each step, hidden sizes that leave a partial SIMD
+block, a thread owning an odd number of blocks, packed batches that shrink (forward) and
+grow (reverse direction), in float32 against nn.* and in float64 against the reference."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence
+
+from conftest import CPU_BACKENDS, FUSED_OF, assert_parity, module_pair
+
+pytestmark = pytest.mark.skipif("cpp" not in CPU_BACKENDS, reason="needs the C++ build")
+
+CELLS = [(nn.LSTM, {}), (nn.GRU, {}), (nn.RNN, {"nonlinearity": "tanh"}),
+         (nn.RNN, {"nonlinearity": "relu"})]
+# Enough work per step for two threads (see csrc/cpu/persistent.cpp); 40 = 16 + 16 + 8 and
+# 100 = 6 x 16 + 4 leave a partial last block of 16 float lanes (8 double lanes).
+SHAPES = [(5, 48, 24, 40), (4, 40, 8, 100)]
+
+
+@pytest.fixture(params=[1, 2], ids=["1-thread", "2-threads"])
+def threads(request):
+    before = torch.get_num_threads()
+    torch.set_num_threads(request.param)
+    yield request.param
+    torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("case", CELLS, ids=lambda c: c[0].__name__ + "-".join(c[1].values()))
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
+def test_padded_bidirectional_matches_nn(case, shape, threads) -> None:
+    nn_class, kwargs = case
+    steps, batch, inputs, hidden = shape
+    reference, fused = module_pair(nn_class, inputs, hidden, bidirectional=True, backend="cpp",
+                                   **kwargs)
+    x = torch.randn(steps, batch, inputs, requires_grad=True)
+    assert_parity(reference, fused, [x])
+
+
+@pytest.mark.parametrize("case", CELLS, ids=lambda c: c[0].__name__ + "-".join(c[1].values()))
+def test_packed_bidirectional_matches_nn(case, threads) -> None:
+    nn_class, kwargs = case
+    reference, fused = module_pair(nn_class, 12, 40, bidirectional=True, backend="cpp", **kwargs)
+    lengths = torch.tensor([9, 9, 7, 7, 7, 4, 2, 1] * 6)  # batch 48, steps of 48 down to 6 rows
+    x = torch.randn(9, 48, 12, requires_grad=True)
+    packed = pack_padded_sequence(x, lengths, enforce_sorted=False)
+    assert_parity(reference, fused, [packed])
+
+
+@pytest.mark.parametrize("case", CELLS, ids=lambda c: c[0].__name__ + "-".join(c[1].values()))
+def test_float64_matches_reference_tightly(case, threads) -> None:
+    nn_class, kwargs = case
+    # 20 = 8 + 8 + 4 double lanes; 48 rows x 80 gates x 20 is work for two threads.
+    reference, fused = (FUSED_OF[nn_class](8, 20, bidirectional=True, backend=backend,
+                                           dtype=torch.float64, **kwargs)
+                        for backend in ("python", "cpp"))
+    fused.load_state_dict(reference.state_dict())
+    lengths = torch.tensor([6, 6, 5, 3, 3, 1] * 8)
+    x = torch.randn(6, 48, 8, dtype=torch.float64, requires_grad=True)
+    packed = pack_padded_sequence(x, lengths, enforce_sorted=False)
+    assert_parity(reference, fused, [packed], atol=1e-12)
