@@ -1,14 +1,14 @@
 // The body of isa_{default,avx2,avx512}.cpp after rows_kernel.h: the persistent sequence
 // kernels of sequence.h for one instruction set.
 //
-// Forward, per step and per block of W hidden units (W = SIMD lanes): a tile of rows x
-// (G gates x W units) of the recurrent GEMM accumulates in registers against the block's
-// packed weights ([k][gate][lane], packed once per call by the thread that owns the block,
-// so they stay in that core's cache), lands in a small scratch, and the cell's gates run
-// on it at once (cells/*.h, the same functions the pointwise kernels run). Backward, per
-// step: the gates' gradients for the thread's own blocks, one barrier, then dh_{t-1} for
-// those blocks' columns from the same kind of tile. Threads own fixed hidden blocks for
-// the whole sequence and meet at one barrier per step; no allocation in the time loop.
+// Forward, per step: for each block of W hidden units (W = SIMD lanes) the thread owns, the
+// rows x (G gates x W units) recurrent GEMM in register tiles against the block's packed
+// weights ([k][gate][lane], packed once per call by the owning thread, so they stay in that
+// core's cache); then, row by row, the cell's gates on those results (cells/*.h, the same
+// functions the pointwise kernels run). Backward, per step: the gates' gradients of the
+// thread's units row by row, one barrier, then dh_{t-1} for the thread's columns from the
+// same kind of tile. Threads own fixed hidden blocks for the whole sequence and meet at
+// one barrier per step; no allocation in the time loop.
 #include <omp.h>
 
 #include <algorithm>
@@ -87,19 +87,23 @@ struct PanelStart {
 // out[r * C * W + c * W + lane] = start + sum_k a[r * lda + k] * panel[k * k_stride +
 // c * c_stride + lane] for r < n, k < K. `out` is compact (rows of C vectors): rows of
 // the real destinations lie 1-4 KiB apart and would all compete for the same few L1 sets.
-// K is walked in chunks whose panel slice stays in L1 while every row tile uses it;
-// partial sums wait in `out` between chunks.
+// Rows go in blocks and K in chunks so that a panel slice and the block's partial sums
+// (waiting in `out` between chunks) stay in L1 while every row tile of the block uses them.
 template <int C, typename T>
 void panel_gemm(int64_t n, const T* a, int64_t lda, int64_t K, const T* panel, int64_t k_stride,
                 int64_t c_stride, T* out, const PanelStart<T>& start) {
   constexpr int R = tile_rows(C);
   constexpr int64_t W = Vec<T>::size();
+  // ~8 KiB each of panel slice and of partial sums: with the rows' inputs they fit L1.
   constexpr int64_t kChunk = std::max<int64_t>(16, (8 * 1024) / (C * W * sizeof(T)));
-  for (int64_t k0 = 0; k0 < K; k0 += kChunk) {
+  constexpr int64_t kRowBlock = std::max<int64_t>(1, (8 * 1024) / (C * W * sizeof(T)) / R) * R;
+  for (int64_t m0 = 0; m0 < n; m0 += kRowBlock) {
+   const int64_t m_end = std::min(n, m0 + kRowBlock);
+   for (int64_t k0 = 0; k0 < K; k0 += kChunk) {
     const int64_t kc = std::min(kChunk, K - k0);
     const bool resume = k0 > 0 || start.accumulate;
-    for (int64_t r0 = 0; r0 < n; r0 += R) {
-      with_rows<R>(std::min<int64_t>(R, n - r0), [&](auto rows) {
+    for (int64_t r0 = m0; r0 < m_end; r0 += R) {
+      with_rows<R>(std::min<int64_t>(R, m_end - r0), [&](auto rows) {
         constexpr int RT = decltype(rows)::value;
         T* tile = out + r0 * C * W;
         Vec<T> acc[RT][C];
@@ -116,6 +120,7 @@ void panel_gemm(int64_t n, const T* a, int64_t lda, int64_t K, const T* panel, i
         }
       });
     }
+   }
   }
 }
 
@@ -222,9 +227,11 @@ void forward_sequence(const SequenceForward<T>& p) {
   for (int64_t k = 1; k < order.steps; ++k) grows = grows || order.rows[k] > order.rows[k - 1];
   std::vector<T> joined(grows ? B * H : 0);
   std::vector<T> panels(blocks * H * G * W), biases(p.b_hh ? blocks * G * W : 0);
-  // Per thread: one block's GEMM result [B][G][W], then the step's recurrent projections
-  // [B, G*H] (only the thread's units touched) as the cell math reads them.
-  std::vector<T> scratch(static_cast<size_t>(team_size) * B * (G * W + GH));
+  // Per thread: its blocks' GEMM results [block][B][G][W], then one row of recurrent
+  // projections [G*H] (only the thread's units touched) as the cell math reads them.
+  const int64_t most_blocks = (blocks + team_size - 1) / team_size;
+  const int64_t per_thread = most_blocks * B * G * W + GH;
+  std::vector<T> scratch(static_cast<size_t>(team_size) * per_thread);
 
 #pragma omp parallel num_threads(team_size) if (team_size > 1)
   {
@@ -234,8 +241,9 @@ void forward_sequence(const SequenceForward<T>& p) {
       pack_forward_block(p.w_hh, p.b_hh, H, G, jb, panels.data() + jb * H * G * W,
                          p.b_hh ? biases.data() + jb * G * W : nullptr);
     }
-    T* tile = scratch.data() + static_cast<size_t>(tid) * B * (G * W + GH);
-    T* hg = tile + B * G * W;
+    T* tiles = scratch.data() + static_cast<size_t>(tid) * per_thread;
+    T* hg = tiles + most_blocks * B * G * W;
+    const int64_t j0 = std::min(H, mine.first * W), width = std::min(H, mine.last * W) - j0;
     int64_t prev = -1;  // the last step that ran
     for (int64_t k = 0; k < order.steps; ++k) {
       const int64_t n = order.rows[k], off = order.offsets[k];
@@ -252,28 +260,28 @@ void forward_sequence(const SequenceForward<T>& p) {
         }
         h_in = joined.data();
       }
+      // The GEMM block by block (each block's weights stay in cache across the rows)...
       for (int64_t jb = mine.first; jb < mine.last; ++jb) {
-        const int64_t j = jb * W, count = std::min(W, H - j);
-        // The GEMM below takes long enough to bring this block's input projections in.
-        for (int64_t r = 0; r < n; ++r) {
-          for (int g = 0; g < G; ++g) __builtin_prefetch(p.xg + (off + r) * GH + g * H + j, 0, 2);
-        }
-        panel_gemm<G>(n, h_in, H, H, panels.data() + jb * H * G * W, G * W, W, tile,
+        panel_gemm<G>(n, h_in, H, H, panels.data() + jb * H * G * W, G * W, W,
+                      tiles + (jb - mine.first) * B * G * W,
                       PanelStart<T>{p.b_hh ? biases.data() + jb * G * W : nullptr, false});
-        int64_t counts[G];
-        std::fill(counts, counts + G, count);
-        copy_vectors(n, G, tile, hg + j, GH, H, counts, /*to_wide=*/true);
-        const StepForward<T> step{p.xg + off * GH, hg, p.output + off * H, p.c,
-                                  p.saved + off * S * H, H};
-        for (int64_t r = 0; r < n; ++r) {
-          const T* state = h_in + r * H + j;
-          std::memcpy(p.h_prev + (off + r) * H + j, state, count * sizeof(T));
-          // GRU reads h_{t-1} where it writes h_t.
-          if (kIsGru) std::memcpy(step.h + r * H + j, state, count * sizeof(T));
-          if (kIsLstm) {
-            std::memcpy(p.c_prev + (off + r) * H + j, step.c + r * H + j, count * sizeof(T));
-          }
-          cell_lanes<false, Cell>(step, r, j, count);
+      }
+      // ...then the gates row by row, so the input projections and the outputs stream
+      // through memory in order (block by block they were a scattered, 2x slower walk).
+      for (int64_t r = 0; r < n; ++r) {
+        const int64_t row = off + r;
+        const T* state = h_in + r * H;
+        std::memcpy(p.h_prev + row * H + j0, state + j0, width * sizeof(T));
+        if (kIsLstm) std::memcpy(p.c_prev + row * H + j0, p.c + r * H + j0, width * sizeof(T));
+        const StepForward<T> step{p.xg + row * GH, hg, p.output + row * H,
+                                  kIsLstm ? p.c + r * H : nullptr, p.saved + row * S * H, H};
+        // GRU reads h_{t-1} where it writes h_t.
+        if (kIsGru) std::memcpy(step.h + j0, state + j0, width * sizeof(T));
+        for (int64_t jb = mine.first; jb < mine.last; ++jb) {
+          const int64_t j = jb * W, count = std::min(W, H - j);
+          const T* result = tiles + ((jb - mine.first) * B + r) * G * W;
+          for (int g = 0; g < G; ++g) store_lanes(hg + g * H + j, Vec<T>::loadu(result + g * W), count);
+          cell_lanes<false, Cell>(step, 0, j, count);
         }
       }
       prev = k;
@@ -305,17 +313,18 @@ void backward_sequence(const SequenceBackward<T>& p) {
     for (int64_t k = order.steps - 1; k >= 0; --k) {
       const int64_t n = order.rows[k], off = order.offsets[k];
       if (n == 0) continue;
-      // The gates' gradients of this step, on this thread's units.
-      const StepBackward<T> step{p.dh, kIsLstm ? p.dc : nullptr, p.saved + off * S * H,
-                                 kIsLstm ? p.c_prev + off * H : nullptr, p.h_prev + off * H,
-                                 p.dxg + off * GH, p.dhg + off * GH, H};
-      for (int64_t jb = mine.first; jb < mine.last; ++jb) {
-        const int64_t j = jb * W, count = std::min(W, H - j);
-        for (int64_t r = 0; r < n; ++r) {
-          T* dh = p.dh + r * H + j;
-          store_lanes(dh, load_lanes(dh, count) + load_lanes(p.grad_output + (off + r) * H + j, count),
+      // The gates' gradients of this step, on this thread's units, row by row.
+      for (int64_t r = 0; r < n; ++r) {
+        const int64_t row = off + r;
+        const StepBackward<T> step{p.dh + r * H, kIsLstm ? p.dc + r * H : nullptr,
+                                   p.saved + row * S * H, kIsLstm ? p.c_prev + row * H : nullptr,
+                                   p.h_prev + row * H, p.dxg + row * GH, p.dhg + row * GH, H};
+        for (int64_t jb = mine.first; jb < mine.last; ++jb) {
+          const int64_t j = jb * W, count = std::min(W, H - j);
+          T* dh = step.dh + j;
+          store_lanes(dh, load_lanes(dh, count) + load_lanes(p.grad_output + row * H + j, count),
                       count);
-          cell_lanes<true, Cell>(step, r, j, count);
+          cell_lanes<true, Cell>(step, 0, j, count);
         }
       }
 #pragma omp barrier
