@@ -53,8 +53,11 @@ def standard_sweep(device: str) -> list[Shape]:
         Shape("lstm", 100, 1, 64, 64, label="small batch"),
         Shape("lstm", 200, 32, 512, 512, label="long"),
         Shape("lstm", 500, 32, 256, 256, packed=True, label="variable length"),
+        Shape("lstm", 100, 16, 128, 128, label="small"),
         Shape("gru", 100, 64, 512, 512, label="fastrnns default"),
+        Shape("gru", 100, 1, 64, 64, label="small batch"),
         Shape("rnn", 100, 64, 512, 512, label="fastrnns default"),
+        Shape("rnn", 100, 1, 64, 64, label="small batch"),
     ]
     if device == "cuda":
         shapes.append(Shape("lstm", 1024, 16, 768, 768, label="long, GPU"))
