@@ -84,43 +84,70 @@ struct PanelStart {
   bool accumulate;
 };
 
-// out[r * C * W + c * W + lane] = start + sum_k a[r * lda + k] * panel[k * k_stride +
+// K chunk of a panel GEMM with C vectors per row: ~8 KiB of panel slice, which with the
+// partial sums and the rows' inputs fits L1.
+template <int C, typename T>
+constexpr int64_t panel_chunk() {
+  return std::max<int64_t>(16, (8 * 1024) / (C * Vec<T>::size() * sizeof(T)));
+}
+
+// A GEMM's left operand: element (r, k) of K chunk `ch` (k = ch * chunk + kk) lies at
+// a[ch * chunk_stride + r * lda + kk]. Plain rows: chunk_stride = chunk; rows packed by
+// pack_rows_by_chunk: lda = chunk, chunk_stride = n * chunk.
+template <typename T>
+struct PanelInput {
+  const T* a;
+  int64_t lda, chunk_stride;
+};
+
+// Rows [n][K] (row stride ld) -> [chunk][n][KC]. Rows a multiple of 4 KiB apart all map to
+// one L1 set; a row tile reading 12 of them at once would miss on every k.
+template <typename T>
+void pack_rows_by_chunk(int64_t n, const T* src, int64_t ld, int64_t K, int64_t KC, T* dst) {
+  for (int64_t k0 = 0, ch = 0; k0 < K; k0 += KC, ++ch) {
+    for (int64_t r = 0; r < n; ++r) {
+      std::memcpy(dst + (ch * n + r) * KC, src + r * ld + k0, std::min(KC, K - k0) * sizeof(T));
+    }
+  }
+}
+
+// out[r * C * W + c * W + lane] = start + sum_k A(r, k) * panel[k * k_stride +
 // c * c_stride + lane] for r < n, k < K. `out` is compact (rows of C vectors): rows of
 // the real destinations lie 1-4 KiB apart and would all compete for the same few L1 sets.
-// Rows go in blocks and K in chunks so that a panel slice and the block's partial sums
-// (waiting in `out` between chunks) stay in L1 while every row tile of the block uses them.
-template <int C, typename T>
-void panel_gemm(int64_t n, const T* a, int64_t lda, int64_t K, const T* panel, int64_t k_stride,
+// Rows go in blocks and K in chunks of KC so that a panel slice and the block's partial
+// sums (waiting in `out` between chunks) stay in L1 while every row tile uses them.
+template <int C, int64_t KC, typename T>
+void panel_gemm(int64_t n, const PanelInput<T>& in, int64_t K, const T* panel, int64_t k_stride,
                 int64_t c_stride, T* out, const PanelStart<T>& start) {
   constexpr int R = tile_rows(C);
   constexpr int64_t W = Vec<T>::size();
-  // ~8 KiB each of panel slice and of partial sums: with the rows' inputs they fit L1.
-  constexpr int64_t kChunk = std::max<int64_t>(16, (8 * 1024) / (C * W * sizeof(T)));
-  constexpr int64_t kRowBlock = std::max<int64_t>(1, (8 * 1024) / (C * W * sizeof(T)) / R) * R;
+  constexpr int64_t kRowBlock = std::max<int64_t>(1, panel_chunk<C, T>() / R) * R;
   for (int64_t m0 = 0; m0 < n; m0 += kRowBlock) {
-   const int64_t m_end = std::min(n, m0 + kRowBlock);
-   for (int64_t k0 = 0; k0 < K; k0 += kChunk) {
-    const int64_t kc = std::min(kChunk, K - k0);
-    const bool resume = k0 > 0 || start.accumulate;
-    for (int64_t r0 = m0; r0 < m_end; r0 += R) {
-      with_rows<R>(std::min<int64_t>(R, m_end - r0), [&](auto rows) {
-        constexpr int RT = decltype(rows)::value;
-        T* tile = out + r0 * C * W;
-        Vec<T> acc[RT][C];
-        for (int r = 0; r < RT; ++r) {
-          for (int c = 0; c < C; ++c) {
-            acc[r][c] = resume       ? Vec<T>::loadu(tile + (r * C + c) * W)
-                        : start.init ? Vec<T>::loadu(start.init + c * W)
-                                     : Vec<T>(0);
+    const int64_t m_end = std::min(n, m0 + kRowBlock);
+    for (int64_t k0 = 0; k0 < K; k0 += KC) {
+      const int64_t kc = std::min(KC, K - k0);
+      const bool resume = k0 > 0 || start.accumulate;
+      const T* a = in.a + (k0 / KC) * in.chunk_stride;
+      for (int64_t r0 = m0; r0 < m_end; r0 += R) {
+        with_rows<R>(std::min<int64_t>(R, m_end - r0), [&](auto rows) {
+          constexpr int RT = decltype(rows)::value;
+          T* tile = out + r0 * C * W;
+          Vec<T> acc[RT][C];
+          for (int r = 0; r < RT; ++r) {
+            for (int c = 0; c < C; ++c) {
+              acc[r][c] = resume       ? Vec<T>::loadu(tile + (r * C + c) * W)
+                          : start.init ? Vec<T>::loadu(start.init + c * W)
+                                       : Vec<T>(0);
+            }
           }
-        }
-        tile_gemm<RT, C>(a + r0 * lda + k0, lda, kc, panel + k0 * k_stride, k_stride, c_stride, acc);
-        for (int r = 0; r < RT; ++r) {
-          for (int c = 0; c < C; ++c) acc[r][c].store(tile + (r * C + c) * W);
-        }
-      });
+          tile_gemm<RT, C>(a + r0 * in.lda, in.lda, kc, panel + k0 * k_stride, k_stride,
+                           c_stride, acc);
+          for (int r = 0; r < RT; ++r) {
+            for (int c = 0; c < C; ++c) acc[r][c].store(tile + (r * C + c) * W);
+          }
+        });
+      }
     }
-   }
   }
 }
 
@@ -262,7 +289,9 @@ void forward_sequence(const SequenceForward<T>& p) {
       }
       // The GEMM block by block (each block's weights stay in cache across the rows)...
       for (int64_t jb = mine.first; jb < mine.last; ++jb) {
-        panel_gemm<G>(n, h_in, H, H, panels.data() + jb * H * G * W, G * W, W,
+        constexpr int64_t KC = panel_chunk<G, T>();
+        panel_gemm<G, KC>(n, PanelInput<T>{h_in, H, KC}, H, panels.data() + jb * H * G * W,
+                          G * W, W,
                       tiles + (jb - mine.first) * B * G * W,
                       PanelStart<T>{p.b_hh ? biases.data() + jb * G * W : nullptr, false});
       }
@@ -300,13 +329,18 @@ void backward_sequence(const SequenceBackward<T>& p) {
   const StepOrder& order = p.order;
   const int team_size = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(p.threads, blocks)));
   std::vector<T> panels(blocks * GH * W);
-  std::vector<T> scratch(static_cast<size_t>(team_size) * p.batch * 2 * W);  // [B][2][W] each
+  constexpr int64_t KC = panel_chunk<2, T>();
+  const int64_t chunks = (GH + KC - 1) / KC;
+  // Per thread: the step's dhg packed by chunk [chunk][B][KC], and a GEMM result [B][2][W].
+  const int64_t per_thread = chunks * p.batch * KC + p.batch * 2 * W;
+  std::vector<T> scratch(static_cast<size_t>(team_size) * per_thread);
 
 #pragma omp parallel num_threads(team_size) if (team_size > 1)
   {
     const int tid = omp_get_thread_num(), team = omp_get_num_threads();
     const Blocks mine(blocks, tid, team);
-    T* tile = scratch.data() + static_cast<size_t>(tid) * p.batch * 2 * W;
+    T* packed = scratch.data() + static_cast<size_t>(tid) * per_thread;
+    T* tile = packed + chunks * p.batch * KC;
     for (int64_t jb = mine.first; jb < mine.last; ++jb) {
       pack_backward_block(p.w_hh, H, GH, jb, panels.data() + jb * GH * W);
     }
@@ -330,7 +364,8 @@ void backward_sequence(const SequenceBackward<T>& p) {
 #pragma omp barrier
       // dh_{t-1} = dhg @ w_hh on this thread's columns, two blocks per tile where it can;
       // GRU adds the direct part z * dh that its gates left in dh.
-      const T* dhg = p.dhg + off * GH;
+      pack_rows_by_chunk(n, p.dhg + off * GH, GH, GH, KC, packed);
+      const PanelInput<T> dhg{packed, KC, n * KC};
       for (int64_t jb = mine.first; jb < mine.last;) {
         const int64_t j = jb * W;
         const int C = jb + 1 < mine.last ? 2 : 1;
@@ -339,9 +374,9 @@ void backward_sequence(const SequenceBackward<T>& p) {
         const T* panel = panels.data() + jb * GH * W;
         const PanelStart<T> start{nullptr, kIsGru};
         if (C == 2) {
-          panel_gemm<2>(n, dhg, GH, GH, panel, W, GH * W, tile, start);
+          panel_gemm<2, KC>(n, dhg, GH, panel, W, GH * W, tile, start);
         } else {
-          panel_gemm<1>(n, dhg, GH, GH, panel, W, GH * W, tile, start);
+          panel_gemm<1, KC>(n, dhg, GH, panel, W, GH * W, tile, start);
         }
         copy_vectors(n, C, tile, p.dh + j, H, W, counts, /*to_wide=*/true);
         jb += C;
