@@ -1,0 +1,84 @@
+"""Markdown for the README from a benchmark JSON: the per-case table and the CPU-speed
+targets, each with its measured value and whether it is met.
+
+    python benchmarks/readme_tables.py benchmarks/results/cpu-<date>.json
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+
+
+def _pairs(doc: dict) -> list[tuple[dict, dict]]:
+    """(torch.nn row, our row) per case and mode, in run order."""
+    by_case: dict[tuple[str, str], list[dict]] = {}
+    for row in doc["results"]:
+        by_case.setdefault((row["case"], row["mode"]), []).append(row)
+    return [(rows[0], rows[1]) for rows in by_case.values()]
+
+
+def case_table(doc: dict) -> str:
+    lines = ["| case (float32) | mode | torch.nn | nn ms (IQR) | ours ms (IQR) | speedup | "
+             "ours GFLOP/s (% of ceiling) |", "|---|---|---|---|---|---|---|"]
+    for nn, ours in _pairs(doc):
+        lines.append(
+            f"| {nn['case']} | {nn['mode']} | {nn['impl']} | {nn['median_ms']:.1f} "
+            f"({nn['iqr_ms']:.1f}) | {ours['median_ms']:.1f} ({ours['iqr_ms']:.1f}) | "
+            f"{ours['speedup_vs_nn']:.2f}x | {ours['gflops']:.0f} "
+            f"({ours['pct_of_gemm_ceiling']:.0f}%) |")
+    return "\n".join(lines)
+
+
+def _geomean(values: list[float]) -> float:
+    return math.exp(sum(math.log(v) for v in values) / len(values)) if values else float("nan")
+
+
+def targets_table(doc: dict) -> str:
+    pairs = _pairs(doc)
+    ratio = [ours["speedup_vs_nn"] for _, ours in pairs]
+
+    def train_geomean(cell: str, with_packed: bool = True) -> float:
+        return _geomean([o["speedup_vs_nn"] for n, o in pairs
+                         if n["mode"] == "train" and n["shape"]["cell"] == cell
+                         and (with_packed or not n["shape"]["packed"])])
+
+    small = [o["speedup_vs_nn"] for n, o in pairs
+             if n["shape"]["B"] <= 16 or n["shape"]["H"] <= 128]
+    large = [o for n, o in pairs if n["shape"]["H"] >= 512 and not n["shape"]["packed"]]
+    packed = {n["mode"]: o["speedup_vs_nn"] for n, o in pairs if n["shape"]["packed"]}
+    step_us = [o["median_ms"] * 1e3 / n["shape"]["T"] for n, o in pairs
+               if n["shape"]["cell"] == "lstm" and n["shape"]["B"] == 1 and n["mode"] == "fwd"]
+    rows = [
+        ("never slower than nn (every case, fwd and train)", ">= 1.0x", min(ratio), 1.0),
+        ("train geomean vs nn.LSTM", ">= 1.3x", train_geomean("lstm"), 1.3),
+        ("... the same without the packed case", ">= 1.3x", train_geomean("lstm", False), 1.3),
+        ("train geomean vs nn.GRU", ">= 1.8x", train_geomean("gru"), 1.8),
+        ("train geomean vs nn.RNN", ">= 1.8x", train_geomean("rnn"), 1.8),
+        ("small shapes (B <= 16 or H <= 128), worst case", ">= 2x", min(small), 2.0),
+        ("large shapes (H = 512), worst % of the GEMM ceiling", ">= 85%",
+         min(o["pct_of_gemm_ceiling"] for o in large), 85.0),
+        ("variable length (packed), fwd", ">= 5x", packed.get("fwd", float("nan")), 5.0),
+        ("variable length (packed), train", ">= 5x", packed.get("train", float("nan")), 5.0),
+    ]
+    lines = ["| target | goal | measured | met |", "|---|---|---|---|"]
+    for name, goal, value, bound in rows:
+        shown = f"{value:.0f}%" if goal.endswith("%") else f"{value:.2f}x"
+        lines.append(f"| {name} | {goal} | {shown} | {'yes' if value >= bound else 'no'} |")
+    if step_us:  # the whole step bounds its overhead from above
+        lines.append(f"| per-step overhead at B=1, H=64 | < 1 us | {step_us[0]:.1f} us per whole "
+                     f"step, module call included | {'yes' if step_us[0] < 1 else 'no'} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    doc = json.loads(Path(sys.argv[1]).read_text())
+    print(case_table(doc))
+    print()
+    print(targets_table(doc))
+
+
+if __name__ == "__main__":
+    main()
