@@ -78,3 +78,34 @@ def test_tiny_run_writes_table_json_plot_and_compares(tmp_path, capsys) -> None:
     assert (tmp_path / "run.png").stat().st_size > 0
     assert cli.main(["--compare", str(tmp_path / "run.json"), str(tmp_path / "run.json")]) == 0
     assert "+0.0%" in capsys.readouterr().out
+
+
+def _readme_tables():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "readme_tables.py"
+    spec = importlib.util.spec_from_file_location("readme_tables", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_readme_targets_follow_the_numbers() -> None:
+    def row(shape: Shape, mode: str, impl: str, ms: float, speedup: float, pct: float) -> dict:
+        return {"shape": shape.as_dict(), "case": shape.key(), "mode": mode, "impl": impl,
+                "median_ms": ms, "iqr_ms": 0.0, "speedup_vs_nn": speedup, "gflops": 1.0,
+                "pct_of_gemm_ceiling": pct}
+
+    big, small = Shape("lstm", 10, 64, 512, 512), Shape("lstm", 100, 1, 64, 64)
+    doc = {"results": [
+        row(big, "train", "nn", 4.0, 1.0, 50), row(big, "train", "ours", 2.0, 2.0, 90),
+        row(small, "fwd", "nn", 0.3, 1.0, 1), row(small, "fwd", "ours", 0.05, 6.0, 1),
+    ]}
+    targets = _readme_tables().targets_table(doc)
+    assert "| never slower than nn (every case, fwd and train) | >= 1.0x | 2.00x | yes |" in targets
+    assert "| train geomean vs nn.LSTM | >= 1.3x | 2.00x | yes |" in targets
+    assert "| large shapes (H = 512), worst % of the GEMM ceiling | >= 85% | 90% | yes |" in targets
+    assert "| per-step overhead at B=1, H=64 | < 1 us | 0.5 us per whole step" in targets
+    doc["results"][1]["speedup_vs_nn"] = 0.5
+    assert "| >= 1.0x | 0.50x | no |" in _readme_tables().targets_table(doc)
