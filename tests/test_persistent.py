@@ -5,6 +5,11 @@ grow (reverse direction), in float32 against nn.* and in float64 against the ref
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 from torch import nn
@@ -62,3 +67,35 @@ def test_float64_matches_reference_tightly(case, threads) -> None:
     x = torch.randn(6, 48, 8, dtype=torch.float64, requires_grad=True)
     packed = pack_padded_sequence(x, lengths, enforce_sorted=False)
     assert_parity(reference, fused, [packed], atol=1e-12)
+
+
+# Run in a child with OMP_THREAD_LIMIT=1: torch still reports two threads, the kernels ask
+# OpenMP for two and get a team of one (as when called inside another parallel region).
+# The reference is our python backend: nn.LSTM itself (oneDNN) gives wrong bidirectional
+# outputs under OMP_THREAD_LIMIT=1 in torch 2.14.1 (off by ~0.5 here).
+_SMALL_TEAM_CHILD = """
+import torch
+import rnnkernels
+torch.set_num_threads(2)
+assert torch.get_num_threads() == 2, torch.get_num_threads()
+torch.manual_seed(0)
+for module in (rnnkernels.FusedLSTM, rnnkernels.FusedGRU):
+    fused = module(24, 40, bidirectional=True, backend="cpp")
+    reference = module(24, 40, bidirectional=True, backend="python")
+    reference.load_state_dict(fused.state_dict())
+    x = torch.randn(5, 48, 24, requires_grad=True)
+    got, want = fused(x)[0], reference(x)[0]
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=0)
+    grads = [torch.autograd.grad(out.square().sum(), x)[0] for out in (got, want)]
+    torch.testing.assert_close(grads[0], grads[1], atol=1e-4, rtol=0)
+print("ok")
+"""
+
+
+def test_smaller_openmp_team_than_asked_for() -> None:
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "OMP_THREAD_LIMIT": "1",
+           "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])}
+    child = subprocess.run([sys.executable, "-c", _SMALL_TEAM_CHILD], env=env, cwd=root,
+                           capture_output=True, text=True, timeout=600)
+    assert child.returncode == 0 and child.stdout.strip().endswith("ok"), child.stderr[-3000:]

@@ -256,9 +256,9 @@ void forward_sequence(const SequenceForward<T>& p) {
   std::vector<T> panels(blocks * H * G * W), biases(p.b_hh ? blocks * G * W : 0);
   // Per thread: its blocks' GEMM results [block][B][G][W], then one row of recurrent
   // projections [G*H] (only the thread's units touched) as the cell math reads them.
-  const int64_t most_blocks = (blocks + team_size - 1) / team_size;
-  const int64_t per_thread = most_blocks * B * G * W + GH;
-  std::vector<T> scratch(static_cast<size_t>(team_size) * per_thread);
+  // OpenMP may give a smaller team than asked (nested in another parallel region, a thread
+  // limit): a team of `team` threads needs at most (blocks + team) block results in all.
+  std::vector<T> scratch((blocks + team_size) * B * G * W + team_size * GH);
 
 #pragma omp parallel num_threads(team_size) if (team_size > 1)
   {
@@ -268,7 +268,8 @@ void forward_sequence(const SequenceForward<T>& p) {
       pack_forward_block(p.w_hh, p.b_hh, H, G, jb, panels.data() + jb * H * G * W,
                          p.b_hh ? biases.data() + jb * G * W : nullptr);
     }
-    T* tiles = scratch.data() + static_cast<size_t>(tid) * per_thread;
+    const int64_t most_blocks = (blocks + team - 1) / team;
+    T* tiles = scratch.data() + tid * (most_blocks * B * G * W + GH);
     T* hg = tiles + most_blocks * B * G * W;
     const int64_t j0 = std::min(H, mine.first * W), width = std::min(H, mine.last * W) - j0;
     int64_t prev = -1;  // the last step that ran
