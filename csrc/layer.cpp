@@ -228,7 +228,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> layer_forward
   const ForwardOutputs outs{out2d, saved2d, h_prev2d, c_prev2d, r2d};
   Tensor c = is_lstm ? c0->contiguous().clone() : Tensor();  // [B, H]: c0 in, c_n out
   Tensor h_n;
-  if (persistent_cpu_applies(x, projects)) {
+  if (persistent_cpu_applies(x, projects, sched.steps)) {
     h_n = at::empty({B, P}, x.options());
     persistent_forward_cpu(kind, VisitOrder(sched, reverse).view(), xg, w_hh.contiguous(), b_hh_c,
                            h0.contiguous(), h_n, c, output, saved, h_prev, c_prev);
@@ -270,7 +270,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> layer
   Tensor dh_seq = projects ? at::empty({N, P}, x.options()) : Tensor();
   const Tensor w_hh_c = w_hh.contiguous();
   const BackwardState state{dh, dc, dxg, dhg, dh_seq};
-  if (persistent_cpu_applies(x, projects)) {
+  if (persistent_cpu_applies(x, projects, sched.steps)) {
     persistent_backward_cpu(kind, VisitOrder(sched, reverse).view(), w_hh_c, grad_out2d,
                             saved2d, h_prev2d, c_prev2d, dh, dc, dxg, dhg);
   } else {

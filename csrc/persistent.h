@@ -9,8 +9,9 @@
 
 namespace rnnk {
 
-// Float32/64 on the CPU, no projection: what the persistent kernels cover.
-bool persistent_cpu_applies(const at::Tensor& x, bool projects);
+// Float32/64 on the CPU, no projection, more than one step: what the persistent kernels
+// cover. (A single step, as the *Cell modules take, would repack the weights per call.)
+bool persistent_cpu_applies(const at::Tensor& x, bool projects, int64_t steps);
 
 // Tensors are contiguous, as the fields of SequenceForward / SequenceBackward describe.
 void persistent_forward_cpu(CellKind kind, const StepOrder& order, const at::Tensor& xg,

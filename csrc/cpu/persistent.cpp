@@ -34,8 +34,8 @@ int sequence_threads(int64_t rows, int64_t gate_width, int64_t features, int ava
 
 }  // namespace
 
-bool persistent_cpu_applies(const at::Tensor& x, bool projects) {
-  return x.is_cpu() && !projects &&
+bool persistent_cpu_applies(const at::Tensor& x, bool projects, int64_t steps) {
+  return x.is_cpu() && !projects && steps > 1 &&
          (x.scalar_type() == at::kFloat || x.scalar_type() == at::kDouble);
 }
 
