@@ -111,7 +111,9 @@ struct VisitOrder {
       offsets.push_back(s.offset(step_at(s, k, reverse)));
     }
   }
-  StepOrder view() const { return {static_cast<int64_t>(rows.size()), rows.data(), offsets.data()}; }
+  StepOrder view() const {
+    return {static_cast<int64_t>(rows.size()), rows.data(), offsets.data()};
+  }
 };
 
 // Per-step results of a layer's forward, [N, *] each (c_prev, r undefined when unused).

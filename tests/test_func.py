@@ -129,7 +129,7 @@ def test_forward_mode_ad_of_the_op_matches_reference(cell) -> None:
     if not NATIVE:
         pytest.skip("needs the C++ build")
     through_op, through_reference = _op_and_reference(cell, "layer")
-    x, tangent = torch.randn(2, 3, 3, dtype=torch.float64), torch.randn(2, 3, 3, dtype=torch.float64)
+    x, tangent = (torch.randn(2, 3, 3, dtype=torch.float64) for _ in range(2))
     w_ih = torch.randn(_ops.GATES[cell] * 2, 3, dtype=torch.float64)
     with forward_ad.dual_level():
         got = forward_ad.unpack_dual(through_op(forward_ad.make_dual(x, tangent), w_ih)).tangent

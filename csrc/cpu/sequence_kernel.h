@@ -246,7 +246,8 @@ void forward_sequence(const SequenceForward<T>& p) {
   constexpr bool kIsLstm = std::is_same_v<Cell, LstmCell>, kIsGru = std::is_same_v<Cell, GruCell>;
   const int64_t H = p.H, GH = G * H, B = p.batch, blocks = (H + W - 1) / W;
   const StepOrder& order = p.order;
-  const int team_size = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(p.threads, blocks)));
+  const int team_size =
+      static_cast<int>(std::clamp<int64_t>(p.threads, 1, std::max<int64_t>(blocks, 1)));
 
   // Rows that join mid-sequence (a reversed packed batch grows) start from h0: such steps
   // read their input state from `joined`, assembled once by one thread.
@@ -289,12 +290,11 @@ void forward_sequence(const SequenceForward<T>& p) {
         h_in = joined.data();
       }
       // The GEMM block by block (each block's weights stay in cache across the rows)...
+      constexpr int64_t KC = panel_chunk<G, T>();
       for (int64_t jb = mine.first; jb < mine.last; ++jb) {
-        constexpr int64_t KC = panel_chunk<G, T>();
+        const PanelStart<T> start{p.b_hh ? biases.data() + jb * G * W : nullptr, false};
         panel_gemm<G, KC>(n, PanelInput<T>{h_in, H, KC}, H, panels.data() + jb * H * G * W,
-                          G * W, W,
-                      tiles + (jb - mine.first) * B * G * W,
-                      PanelStart<T>{p.b_hh ? biases.data() + jb * G * W : nullptr, false});
+                          G * W, W, tiles + (jb - mine.first) * B * G * W, start);
       }
       // ...then the gates row by row, so the input projections and the outputs stream
       // through memory in order (block by block they were a scattered, 2x slower walk).
@@ -310,7 +310,9 @@ void forward_sequence(const SequenceForward<T>& p) {
         for (int64_t jb = mine.first; jb < mine.last; ++jb) {
           const int64_t j = jb * W, count = std::min(W, H - j);
           const T* result = tiles + ((jb - mine.first) * B + r) * G * W;
-          for (int g = 0; g < G; ++g) store_lanes(hg + g * H + j, Vec<T>::loadu(result + g * W), count);
+          for (int g = 0; g < G; ++g) {
+            store_lanes(hg + g * H + j, Vec<T>::loadu(result + g * W), count);
+          }
           cell_lanes<false, Cell>(step, 0, j, count);
         }
       }
@@ -328,7 +330,8 @@ void backward_sequence(const SequenceBackward<T>& p) {
   constexpr bool kIsLstm = std::is_same_v<Cell, LstmCell>, kIsGru = std::is_same_v<Cell, GruCell>;
   const int64_t H = p.H, GH = G * H, blocks = (H + W - 1) / W;
   const StepOrder& order = p.order;
-  const int team_size = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(p.threads, blocks)));
+  const int team_size =
+      static_cast<int>(std::clamp<int64_t>(p.threads, 1, std::max<int64_t>(blocks, 1)));
   std::vector<T> panels(blocks * GH * W);
   constexpr int64_t KC = panel_chunk<2, T>();
   const int64_t chunks = (GH + KC - 1) / KC;
