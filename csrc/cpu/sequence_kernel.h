@@ -13,8 +13,8 @@
 
 #include <algorithm>
 #include <cstring>
+#include <memory>
 #include <type_traits>
-#include <vector>
 
 #include "sequence.h"
 
@@ -170,6 +170,12 @@ void copy_vectors(int64_t n, int C, T* compact, T* wide, int64_t ld, int64_t c_s
   }
 }
 
+// A buffer the kernel writes before it reads: no zero-filling of megabytes per call.
+template <typename T>
+std::unique_ptr<T[]> uninitialized(int64_t n) {
+  return std::unique_ptr<T[]>(new T[std::max<int64_t>(n, 1)]);
+}
+
 // Hidden blocks [first, last) of a thread in a team; blocks are W units wide.
 struct Blocks {
   int64_t first, last;
@@ -184,11 +190,19 @@ void pack_forward_block(const T* w_hh, const T* b_hh, int64_t H, int G, int64_t 
                         T* bias) {
   constexpr int64_t W = Vec<T>::size();
   const int64_t j = jb * W, count = std::min(W, H - j);
+  // Each gate's [count, H] slice of w_hh, transposed (at::vec's SIMD transpose); the
+  // lanes past H of a partial block are zero.
+  for (int g = 0; g < G; ++g) {
+    at::vec::transpose_mxn<T>(w_hh + (g * H + j) * H, H, panel + g * W, G * W,
+                              static_cast<int>(count), static_cast<int>(H));
+    for (int64_t k = 0; count < W && k < H; ++k) {
+      std::fill(panel + (k * G + g) * W + count, panel + (k * G + g + 1) * W, T(0));
+    }
+  }
+  if (bias == nullptr) return;
   for (int g = 0; g < G; ++g) {
     for (int64_t lane = 0; lane < W; ++lane) {
-      const T* row = lane < count ? w_hh + (g * H + j + lane) * H : nullptr;
-      for (int64_t k = 0; k < H; ++k) panel[(k * G + g) * W + lane] = row ? row[k] : T(0);
-      if (bias != nullptr) bias[g * W + lane] = lane < count ? b_hh[g * H + j + lane] : T(0);
+      bias[g * W + lane] = lane < count ? b_hh[g * H + j + lane] : T(0);
     }
   }
 }
@@ -253,24 +267,25 @@ void forward_sequence(const SequenceForward<T>& p) {
   // read their input state from `joined`, assembled once by one thread.
   bool grows = false;
   for (int64_t k = 1; k < order.steps; ++k) grows = grows || order.rows[k] > order.rows[k - 1];
-  std::vector<T> joined(grows ? B * H : 0);
-  std::vector<T> panels(blocks * H * G * W), biases(p.b_hh ? blocks * G * W : 0);
+  const auto joined = uninitialized<T>(grows ? B * H : 0);
+  const auto panels = uninitialized<T>(blocks * H * G * W);
+  const auto biases = uninitialized<T>(p.b_hh ? blocks * G * W : 0);
   // Per thread: its blocks' GEMM results [block][B][G][W], then one row of recurrent
   // projections [G*H] (only the thread's units touched) as the cell math reads them.
   // OpenMP may give a smaller team than asked (nested in another parallel region, a thread
   // limit): a team of `team` threads needs at most (blocks + team) block results in all.
-  std::vector<T> scratch((blocks + team_size) * B * G * W + team_size * GH);
+  const auto scratch = uninitialized<T>((blocks + team_size) * B * G * W + team_size * GH);
 
 #pragma omp parallel num_threads(team_size) if (team_size > 1)
   {
     const int tid = omp_get_thread_num(), team = omp_get_num_threads();
     const Blocks mine(blocks, tid, team);
     for (int64_t jb = mine.first; jb < mine.last; ++jb) {
-      pack_forward_block(p.w_hh, p.b_hh, H, G, jb, panels.data() + jb * H * G * W,
-                         p.b_hh ? biases.data() + jb * G * W : nullptr);
+      pack_forward_block(p.w_hh, p.b_hh, H, G, jb, panels.get() + jb * H * G * W,
+                         p.b_hh ? biases.get() + jb * G * W : nullptr);
     }
     const int64_t most_blocks = (blocks + team - 1) / team;
-    T* tiles = scratch.data() + tid * (most_blocks * B * G * W + GH);
+    T* tiles = scratch.get() + tid * (most_blocks * B * G * W + GH);
     T* hg = tiles + most_blocks * B * G * W;
     const int64_t j0 = std::min(H, mine.first * W), width = std::min(H, mine.last * W) - j0;
     int64_t prev = -1;  // the last step that ran
@@ -284,16 +299,16 @@ void forward_sequence(const SequenceForward<T>& p) {
 #pragma omp single
         {
           const int64_t kept = order.rows[prev];
-          std::memcpy(joined.data(), p.output + order.offsets[prev] * H, kept * H * sizeof(T));
-          std::memcpy(joined.data() + kept * H, p.h0 + kept * H, (n - kept) * H * sizeof(T));
+          std::memcpy(joined.get(), p.output + order.offsets[prev] * H, kept * H * sizeof(T));
+          std::memcpy(joined.get() + kept * H, p.h0 + kept * H, (n - kept) * H * sizeof(T));
         }
-        h_in = joined.data();
+        h_in = joined.get();
       }
       // The GEMM block by block (each block's weights stay in cache across the rows)...
       constexpr int64_t KC = panel_chunk<G, T>();
       for (int64_t jb = mine.first; jb < mine.last; ++jb) {
-        const PanelStart<T> start{p.b_hh ? biases.data() + jb * G * W : nullptr, false};
-        panel_gemm<G, KC>(n, PanelInput<T>{h_in, H, KC}, H, panels.data() + jb * H * G * W,
+        const PanelStart<T> start{p.b_hh ? biases.get() + jb * G * W : nullptr, false};
+        panel_gemm<G, KC>(n, PanelInput<T>{h_in, H, KC}, H, panels.get() + jb * H * G * W,
                           G * W, W, tiles + (jb - mine.first) * B * G * W, start);
       }
       // ...then the gates row by row, so the input projections and the outputs stream
@@ -332,21 +347,21 @@ void backward_sequence(const SequenceBackward<T>& p) {
   const StepOrder& order = p.order;
   const int team_size =
       static_cast<int>(std::clamp<int64_t>(p.threads, 1, std::max<int64_t>(blocks, 1)));
-  std::vector<T> panels(blocks * GH * W);
+  const auto panels = uninitialized<T>(blocks * GH * W);
   constexpr int64_t KC = panel_chunk<2, T>();
   const int64_t chunks = (GH + KC - 1) / KC;
   // Per thread: the step's dhg packed by chunk [chunk][B][KC], and a GEMM result [B][2][W].
   const int64_t per_thread = chunks * p.batch * KC + p.batch * 2 * W;
-  std::vector<T> scratch(static_cast<size_t>(team_size) * per_thread);
+  const auto scratch = uninitialized<T>(team_size * per_thread);
 
 #pragma omp parallel num_threads(team_size) if (team_size > 1)
   {
     const int tid = omp_get_thread_num(), team = omp_get_num_threads();
     const Blocks mine(blocks, tid, team);
-    T* packed = scratch.data() + static_cast<size_t>(tid) * per_thread;
+    T* packed = scratch.get() + static_cast<size_t>(tid) * per_thread;
     T* tile = packed + chunks * p.batch * KC;
     for (int64_t jb = mine.first; jb < mine.last; ++jb) {
-      pack_backward_block(p.w_hh, H, GH, jb, panels.data() + jb * GH * W);
+      pack_backward_block(p.w_hh, H, GH, jb, panels.get() + jb * GH * W);
     }
     for (int64_t k = order.steps - 1; k >= 0; --k) {
       const int64_t n = order.rows[k], off = order.offsets[k];
@@ -375,7 +390,7 @@ void backward_sequence(const SequenceBackward<T>& p) {
         const int C = jb + 1 < mine.last ? 2 : 1;
         const int64_t counts[2] = {std::min(W, H - j), C == 2 ? std::min(W, H - j - W) : 0};
         if (kIsGru) copy_vectors(n, C, tile, p.dh + j, H, W, counts, /*to_wide=*/false);
-        const T* panel = panels.data() + jb * GH * W;
+        const T* panel = panels.get() + jb * GH * W;
         const PanelStart<T> start{nullptr, kIsGru};
         if (C == 2) {
           panel_gemm<2, KC>(n, dhg, GH, panel, W, GH * W, tile, start);
