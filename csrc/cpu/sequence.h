@@ -1,7 +1,7 @@
 // The CPU's persistent sequence kernels: a whole layer's recurrence (forward, or the
 // backward's per-step part) in one call, with the recurrent GEMM computed per block of
-// hidden units by our own SIMD tile and the block's gates applied while still in cache.
-// Compiled once per instruction set (isa_*.cpp, from sequence_kernel.h); sequence.cpp
+// hidden units by our own SIMD tile and the gates applied to its results in the same step.
+// Compiled once per instruction set (isa_*.cpp, from sequence_kernel.h); persistent.cpp
 // picks one. Raw pointers only: every array is row-contiguous with the widths given.
 #pragma once
 #include <cstdint>
