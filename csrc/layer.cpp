@@ -227,7 +227,6 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> layer_forward
 
   const std::optional<Tensor> b_hh_c =
       b_hh.has_value() ? std::optional<Tensor>(b_hh->contiguous()) : std::nullopt;
-  const ForwardOutputs outs{out2d, saved2d, h_prev2d, c_prev2d, r2d};
   Tensor c = is_lstm ? c0->contiguous().clone() : Tensor();  // [B, H]: c0 in, c_n out
   Tensor h_n;
   if (persistent_cpu_applies(x, projects, sched.steps)) {
@@ -235,6 +234,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> layer_forward
     persistent_forward_cpu(kind, VisitOrder(sched, reverse).view(), xg, w_hh.contiguous(), b_hh_c,
                            h0.contiguous(), h_n, c, output, saved, h_prev, c_prev);
   } else {
+    const ForwardOutputs outs{out2d, saved2d, h_prev2d, c_prev2d, r2d};
     h_n = forward_steps(kind, sched, reverse, xg, h0, c, w_hh.contiguous(), b_hh_c,
                         projects ? w_hr->contiguous() : Tensor(), outs);
   }
@@ -271,11 +271,11 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> layer
   Tensor dc = is_lstm ? grad_c_n->contiguous().clone() : Tensor();  // [B, H]
   Tensor dh_seq = projects ? at::empty({N, P}, x.options()) : Tensor();
   const Tensor w_hh_c = w_hh.contiguous();
-  const BackwardState state{dh, dc, dxg, dhg, dh_seq};
   if (persistent_cpu_applies(x, projects, sched.steps)) {
     persistent_backward_cpu(kind, VisitOrder(sched, reverse).view(), w_hh_c, grad_out2d,
                             saved2d, h_prev2d, c_prev2d, dh, dc, dxg, dhg);
   } else {
+    const BackwardState state{dh, dc, dxg, dhg, dh_seq};
     backward_steps(kind, sched, reverse, grad_out2d, saved2d, h_prev2d, c_prev2d, w_hh_c,
                    projects ? w_hr->contiguous() : Tensor(), state);
   }

@@ -29,10 +29,11 @@ LayerWeights = tuple[Tensor, Tensor, Tensor | None, Tensor | None, Tensor | None
 def _runs_reference(backend: str) -> bool:
     """Whether the math runs as plain torch ops rather than the fused ops.
 
-    torch.func's grad/jacrev cannot yet enter ops whose autograd is registered through
-    torch.library (they need an autograd.Function of their own), so under any torch.func
-    transform the reference math runs, which every transform understands. (While
-    torch.compile traces, that stack can hold its own entries: trust the ops there.)"""
+    Under a torch.func transform the reference math runs: the ops work there too
+    (_autograd.py), but vmap runs them once per batch entry and their derivatives past
+    the first come from the reference anyway, so plain torch ops are the faster and
+    simpler path. (While torch.compile traces, that stack can hold its own entries: trust
+    the ops there.)"""
     in_func_transform = not torch.compiler.is_compiling() and \
         torch._C._functorch.peek_interpreter_stack() is not None
     return backend == "python" or in_func_transform

@@ -7,14 +7,10 @@
 #include <algorithm>
 
 #include "isa.h"
+#include "tensor_ptr.h"
 
 namespace rnnk {
 namespace {
-
-template <typename T>
-T* ptr_or_null(const at::Tensor& t) {
-  return t.defined() && t.numel() > 0 ? t.data_ptr<T>() : nullptr;
-}
 
 // Multiply-adds per step that make another thread worth a barrier each step (~0.5 us of
 // waiting against ~1 us of work).

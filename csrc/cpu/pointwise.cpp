@@ -6,14 +6,10 @@
 #include "../pointwise.h"
 #include "isa.h"
 #include "rows.h"
+#include "tensor_ptr.h"
 
 namespace rnnk {
 namespace {
-
-template <typename T>
-T* ptr_or_null(const at::Tensor& t) {
-  return t.defined() && t.numel() > 0 ? t.data_ptr<T>() : nullptr;
-}
 
 // Enough work per task that waking a thread stays small against the math.
 constexpr int64_t kGrainElements = 16384;

@@ -176,6 +176,11 @@ std::unique_ptr<T[]> uninitialized(int64_t n) {
   return std::unique_ptr<T[]>(new T[std::max<int64_t>(n, 1)]);
 }
 
+// Threads to ask OpenMP for: as many as given, but no more than there are hidden blocks.
+inline int team_for(int threads, int64_t blocks) {
+  return static_cast<int>(std::clamp<int64_t>(threads, 1, std::max<int64_t>(blocks, 1)));
+}
+
 // Hidden blocks [first, last) of a thread in a team; blocks are W units wide.
 struct Blocks {
   int64_t first, last;
@@ -260,8 +265,7 @@ void forward_sequence(const SequenceForward<T>& p) {
   constexpr bool kIsLstm = std::is_same_v<Cell, LstmCell>, kIsGru = std::is_same_v<Cell, GruCell>;
   const int64_t H = p.H, GH = G * H, B = p.batch, blocks = (H + W - 1) / W;
   const StepOrder& order = p.order;
-  const int team_size =
-      static_cast<int>(std::clamp<int64_t>(p.threads, 1, std::max<int64_t>(blocks, 1)));
+  const int team_size = team_for(p.threads, blocks);
 
   // Rows that join mid-sequence (a reversed packed batch grows) start from h0: such steps
   // read their input state from `joined`, assembled once by one thread.
@@ -345,8 +349,7 @@ void backward_sequence(const SequenceBackward<T>& p) {
   constexpr bool kIsLstm = std::is_same_v<Cell, LstmCell>, kIsGru = std::is_same_v<Cell, GruCell>;
   const int64_t H = p.H, GH = G * H, blocks = (H + W - 1) / W;
   const StepOrder& order = p.order;
-  const int team_size =
-      static_cast<int>(std::clamp<int64_t>(p.threads, 1, std::max<int64_t>(blocks, 1)));
+  const int team_size = team_for(p.threads, blocks);
   const auto panels = uninitialized<T>(blocks * GH * W);
   constexpr int64_t KC = panel_chunk<2, T>();
   const int64_t chunks = (GH + KC - 1) / KC;
