@@ -117,8 +117,13 @@ struct VisitOrder {
 };
 
 // Per-step results of a layer's forward, [N, *] each (c_prev, r undefined when unused).
+// Inference keeps nothing for backward: h_prev and c_prev are undefined, and saved and r
+// are one step's scratch, [B, *], rewritten each step.
 struct ForwardOutputs {
   Tensor out, saved, h_prev, c_prev, r;
+  bool for_backward;
+  // Where step rows starting at `off` go in saved and r.
+  int64_t scratch_row(int64_t off) const { return for_backward ? off : 0; }
 };
 
 // The sequence loop on ATen GEMMs and the device's pointwise kernel, for every device (and
@@ -134,14 +139,16 @@ Tensor forward_steps(CellKind kind, const Schedule& sched, bool reverse, const T
     const int64_t t = step_at(sched, k, reverse), n = sched.rows(t), off = sched.offset(t);
     if (n == 0) continue;
     const Tensor h_n = rows_of(h, 0, n);
-    const Tensor hp = rows_of(outs.h_prev, off, n);
-    copy_rows(hp, h_n);
-    if (is_lstm) copy_rows(rows_of(outs.c_prev, off, n), rows_of(c, 0, n));
+    if (outs.for_backward) {
+      copy_rows(rows_of(outs.h_prev, off, n), h_n);
+      if (is_lstm) copy_rows(rows_of(outs.c_prev, off, n), rows_of(c, 0, n));
+    }
     const Tensor hg_n = rows_of(hg, 0, n);
-    gemm_rows(hg_n, hp, w_hh, /*transpose_w=*/true, b_hh, /*accumulate=*/false);
-    const Tensor cell_out = projects ? rows_of(outs.r, off, n) : h_n;
+    gemm_rows(hg_n, h_n, w_hh, /*transpose_w=*/true, b_hh, /*accumulate=*/false);
+    const int64_t kept = outs.scratch_row(off);
+    const Tensor cell_out = projects ? rows_of(outs.r, kept, n) : h_n;
     pointwise_forward(kind, rows_of(xg, off, n), hg_n, cell_out,
-                      is_lstm ? rows_of(c, 0, n) : Tensor(), rows_of(outs.saved, off, n));
+                      is_lstm ? rows_of(c, 0, n) : Tensor(), rows_of(outs.saved, kept, n));
     if (projects) gemm_rows(h_n, cell_out, w_hr, /*transpose_w=*/true, std::nullopt, false);
     copy_rows(rows_of(outs.out, off, n), h_n);
   }
@@ -188,7 +195,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> layer_forward
     CellKind kind, const Tensor& x, at::IntArrayRef batch_sizes, const Tensor& h0,
     const std::optional<Tensor>& c0, const Tensor& w_ih, const Tensor& w_hh,
     const std::optional<Tensor>& b_ih, const std::optional<Tensor>& b_hh,
-    const std::optional<Tensor>& w_hr, bool reverse) {
+    const std::optional<Tensor>& w_hr, bool reverse, bool for_backward) {
   const Schedule sched = make_schedule(x, batch_sizes);
   const bool is_lstm = kind == CellKind::Lstm;
   const bool projects = w_hr.has_value() && w_hr->defined();
@@ -216,14 +223,15 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> layer_forward
   // xg: [N, G*H], the input projection of every step in one GEMM.
   const Tensor xg = b_ih.has_value() ? at::addmm(*b_ih, x2d, w_ih.t()) : at::mm(x2d, w_ih.t());
   Tensor output = empty_like_rows(x, P);
-  Tensor saved = empty_like_rows(x, S * H);
-  Tensor h_prev = empty_like_rows(x, P);
-  Tensor c_prev = is_lstm ? empty_like_rows(x, H) : at::empty({0}, x.options());
-  Tensor r_seq = projects ? empty_like_rows(x, H) : at::empty({0}, x.options());
-  const Tensor out2d = output.view({sched.total, P}), saved2d = saved.view({sched.total, S * H});
-  const Tensor h_prev2d = h_prev.view({sched.total, P});
-  const Tensor c_prev2d = is_lstm ? c_prev.view({sched.total, H}) : c_prev;
-  const Tensor r2d = projects ? r_seq.view({sched.total, H}) : r_seq;
+  // Distinct empty tensors: outputs of an op must not alias one another.
+  auto none = [&] { return at::empty({0}, x.options()); };
+  Tensor saved = none(), h_prev = none(), c_prev = none(), r_seq = none();
+  if (for_backward) {
+    saved = empty_like_rows(x, S * H);
+    h_prev = empty_like_rows(x, P);
+    if (is_lstm) c_prev = empty_like_rows(x, H);
+    if (projects) r_seq = empty_like_rows(x, H);
+  }
 
   const std::optional<Tensor> b_hh_c =
       b_hh.has_value() ? std::optional<Tensor>(b_hh->contiguous()) : std::nullopt;
@@ -234,11 +242,21 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> layer_forward
     persistent_forward_cpu(kind, VisitOrder(sched, reverse).view(), xg, w_hh.contiguous(), b_hh_c,
                            h0.contiguous(), h_n, c, output, saved, h_prev, c_prev);
   } else {
-    const ForwardOutputs outs{out2d, saved2d, h_prev2d, c_prev2d, r2d};
+    // [N, *] views of what backward keeps; in inference saved and r are one step's
+    // scratch, [B, *], and h_prev, c_prev are not kept.
+    auto kept_or_step = [&](const Tensor& kept, int64_t width) {
+      return for_backward ? kept.view({sched.total, width}) : at::empty({B, width}, x.options());
+    };
+    const ForwardOutputs outs{output.view({sched.total, P}),
+                              kept_or_step(saved, S * H),
+                              for_backward ? h_prev.view({sched.total, P}) : Tensor(),
+                              for_backward && is_lstm ? c_prev.view({sched.total, H}) : Tensor(),
+                              projects ? kept_or_step(r_seq, H) : Tensor(),
+                              for_backward};
     h_n = forward_steps(kind, sched, reverse, xg, h0, c, w_hh.contiguous(), b_hh_c,
                         projects ? w_hr->contiguous() : Tensor(), outs);
   }
-  return {output, h_n, is_lstm ? c : at::empty({0}, x.options()), saved, h_prev, c_prev, r_seq};
+  return {output, h_n, is_lstm ? c : none(), saved, h_prev, c_prev, r_seq};
 }
 
 std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> layer_backward(

@@ -1,6 +1,7 @@
-// Op schemas and their per-device registration. Every cell has the same four schemas
-// (layer and single-step cell, forward and backward) so that one Python registration
-// serves them all; the cell ops are the layer loop run over one step.
+// Op schemas and their per-device registration. Every cell has the same five schemas
+// (a layer's forward, inference and backward; a single step's forward and backward) so
+// that one Python registration serves them all; the cell ops are the layer loop run over
+// one step.
 #include <ATen/ATen.h>
 #include <torch/library.h>
 
@@ -15,7 +16,20 @@ auto forward_op(const at::Tensor& x, at::IntArrayRef batch_sizes, const at::Tens
                 const at::Tensor& w_hh, const std::optional<at::Tensor>& b_ih,
                 const std::optional<at::Tensor>& b_hh, const std::optional<at::Tensor>& w_hr,
                 bool reverse) {
-  return layer_forward(K, x, batch_sizes, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, reverse);
+  return layer_forward(K, x, batch_sizes, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, reverse,
+                       /*for_backward=*/true);
+}
+
+// The forward without what backward needs, for calls no gradient will flow through.
+template <CellKind K>
+auto inference_op(const at::Tensor& x, at::IntArrayRef batch_sizes, const at::Tensor& h0,
+                  const std::optional<at::Tensor>& c0, const at::Tensor& w_ih,
+                  const at::Tensor& w_hh, const std::optional<at::Tensor>& b_ih,
+                  const std::optional<at::Tensor>& b_hh, const std::optional<at::Tensor>& w_hr,
+                  bool reverse) {
+  auto [output, h_n, c_n, saved, h_prev, c_prev, r_seq] = layer_forward(
+      K, x, batch_sizes, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, reverse, /*for_backward=*/false);
+  return std::make_tuple(output, h_n, c_n);
 }
 
 template <CellKind K>
@@ -35,7 +49,8 @@ auto cell_forward_op(const at::Tensor& x, const at::Tensor& h, const std::option
                      const at::Tensor& w_ih, const at::Tensor& w_hh,
                      const std::optional<at::Tensor>& b_ih, const std::optional<at::Tensor>& b_hh) {
   auto [output, h_new, c_new, saved, h_prev, c_prev, r_seq] =
-      layer_forward(K, x.unsqueeze(0), {}, h, c, w_ih, w_hh, b_ih, b_hh, std::nullopt, false);
+      layer_forward(K, x.unsqueeze(0), {}, h, c, w_ih, w_hh, b_ih, b_hh, std::nullopt, false,
+                    /*for_backward=*/true);
   return std::make_tuple(h_new, c_new, saved.squeeze(0),
                          c_prev.dim() == 3 ? c_prev.squeeze(0) : c_prev);
 }
@@ -57,6 +72,10 @@ constexpr const char* kForwardSchema =
     "Tensor w_hh, Tensor? b_ih, Tensor? b_hh, Tensor? w_hr, bool reverse) -> "
     "(Tensor output, Tensor h_n, Tensor c_n, Tensor saved, Tensor h_prev, Tensor c_prev, "
     "Tensor r_seq)";
+constexpr const char* kInferenceSchema =
+    "_layer_inference(Tensor x, int[] batch_sizes, Tensor h0, Tensor? c0, Tensor w_ih, "
+    "Tensor w_hh, Tensor? b_ih, Tensor? b_hh, Tensor? w_hr, bool reverse) -> "
+    "(Tensor output, Tensor h_n, Tensor c_n)";
 constexpr const char* kBackwardSchema =
     "_layer_backward(Tensor grad_output, Tensor grad_h_n, Tensor? grad_c_n, Tensor x, "
     "int[] batch_sizes, Tensor w_ih, Tensor w_hh, bool has_bias, Tensor? w_hr, Tensor saved, "
@@ -78,6 +97,7 @@ template <CellKind K>
 void register_cell_impls(torch::Library& m) {
   const std::string name = kCellNames[static_cast<int>(K)];
   m.impl((name + "_layer_forward").c_str(), &forward_op<K>);
+  m.impl((name + "_layer_inference").c_str(), &inference_op<K>);
   m.impl((name + "_layer_backward").c_str(), &backward_op<K>);
   m.impl((name + "_cell_forward").c_str(), &cell_forward_op<K>);
   m.impl((name + "_cell_backward").c_str(), &cell_backward_op<K>);
@@ -95,6 +115,7 @@ void register_impls(torch::Library& m) {
 TORCH_LIBRARY(rnnkernels, m) {
   for (const char* name : kCellNames) {
     m.def((std::string(name) + kForwardSchema).c_str());
+    m.def((std::string(name) + kInferenceSchema).c_str());
     m.def((std::string(name) + kBackwardSchema).c_str());
     m.def((std::string(name) + kCellForwardSchema).c_str());
     m.def((std::string(name) + kCellBackwardSchema).c_str());

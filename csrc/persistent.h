@@ -14,6 +14,7 @@ namespace rnnk {
 bool persistent_cpu_applies(const at::Tensor& x, bool projects, int64_t steps);
 
 // Tensors are contiguous, as the fields of SequenceForward / SequenceBackward describe.
+// In inference saved, h_prev and c_prev are empty (SequenceForward's null).
 void persistent_forward_cpu(CellKind kind, const StepOrder& order, const at::Tensor& xg,
                             const at::Tensor& w_hh, const std::optional<at::Tensor>& b_hh,
                             const at::Tensor& h0, const at::Tensor& h_n, const at::Tensor& c,

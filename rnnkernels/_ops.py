@@ -2,8 +2,11 @@
 autograd, and a vmap rule.
 
 Each cell has ``rnnkernels::<cell>_layer_forward`` / ``<cell>_layer_backward`` (a layer
-over a sequence) and ``<cell>_cell_forward`` / ``<cell>_cell_backward`` (one step, for the
-*Cell modules), with schemas shared by all cells (see csrc/ops.cpp). The first-order
+over a sequence), ``<cell>_layer_inference`` (the forward without what backward needs, for
+calls no gradient flows through) and ``<cell>_cell_forward`` / ``<cell>_cell_backward``
+(one step, for the *Cell modules), with schemas shared by all cells (see csrc/ops.cpp).
+Should a gradient be asked of the inference op after all, it comes from the reference
+math (correct, not fast); ``fused_layer`` picks it only when none can be. The first-order
 backward runs the fused backward op; when a graph of the backward is wanted
 (``create_graph=True``, or any torch.func grad level), the gradient comes from
 differentiating the reference implementation instead, so double backward works; forward
@@ -32,6 +35,10 @@ def forward_op(cell: str) -> Any:
     return getattr(torch.ops.rnnkernels, f"{cell}_layer_forward").default
 
 
+def inference_op(cell: str) -> Any:
+    return getattr(torch.ops.rnnkernels, f"{cell}_layer_inference").default
+
+
 def backward_op(cell: str) -> Any:
     return getattr(torch.ops.rnnkernels, f"{cell}_layer_backward").default
 
@@ -58,6 +65,15 @@ def _make_fake_forward(cell: str) -> Callable:
             x.new_empty(*lead, hidden) if cell == "lstm" else x.new_empty(0),
             x.new_empty(*lead, hidden) if w_hr is not None else x.new_empty(0),
         )
+
+    return fake
+
+
+def _make_fake_inference(cell: str) -> Callable:
+    fake_forward = _make_fake_forward(cell)
+
+    def fake(*args):
+        return fake_forward(*args)[:3]
 
     return fake
 
@@ -101,6 +117,16 @@ def _setup_context(ctx: Any, inputs: tuple, output: tuple) -> None:
     ctx.save_for_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr)
     # What the backward kernel saves, and the empty c_n of cells without a cell state.
     ctx.mark_non_differentiable(*output[3:], *([output[2]] if c0 is None else []))
+    ctx.batch_sizes = list(batch_sizes)
+    ctx.reverse = reverse
+
+
+def _inference_setup_context(ctx: Any, inputs: tuple, output: tuple) -> None:
+    x, batch_sizes, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, reverse = inputs
+    ctx.save_for_backward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr)
+    ctx.save_for_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr)
+    if c0 is None:
+        ctx.mark_non_differentiable(output[2])
     ctx.batch_sizes = list(batch_sizes)
     ctx.reverse = reverse
 
@@ -168,12 +194,24 @@ def _make_backward(cell: str) -> Callable:
     return backward
 
 
-def _make_jvp(cell: str) -> Callable:
+def _make_inference_backward(cell: str) -> Callable:
+    def backward(ctx: Any, grad_output, grad_h_n, grad_c_n):
+        grads = _reference_gradients(_reference_layer(cell, ctx), list(ctx.saved_tensors),
+                                     [grad_output, grad_h_n, grad_c_n])
+        grad_x, grad_h0, grad_c0, *weight_grads = grads
+        return (grad_x, None, grad_h0, grad_c0, *weight_grads, None)
+
+    return backward
+
+
+def _make_jvp(cell: str, outputs_kept: int) -> Callable:
+    """Forward mode of the layer ops: tangents of (output, h_n, c_n), and None for the
+    ``outputs_kept`` tensors the forward op keeps for backward."""
     def jvp(ctx: Any, x_t, _batch_sizes, h0_t, c0_t, w_ih_t, w_hh_t, b_ih_t, b_hh_t, w_hr_t, _rev):
         tangents = [x_t, h0_t, c0_t, w_ih_t, w_hh_t, b_ih_t, b_hh_t, w_hr_t]
         output_t, h_n_t, c_n_t = _reference_jvp(_reference_layer(cell, ctx),
                                                 list(ctx.saved_tensors), tangents)
-        return (output_t, h_n_t, c_n_t, None, None, None, None)
+        return (output_t, h_n_t, c_n_t, *[None] * outputs_kept)
 
     return jvp
 
@@ -236,8 +274,13 @@ def register_all() -> None:
         forward, backward = forward_op(cell), backward_op(cell)
         torch.library.register_fake(forward)(_make_fake_forward(cell))
         torch.library.register_fake(backward)(_fake_backward)
-        _autograd.register(forward, _setup_context, _make_backward(cell), _make_jvp(cell))
+        _autograd.register(forward, _setup_context, _make_backward(cell), _make_jvp(cell, 4))
         torch.library.register_vmap(forward, _vmap_by_loop(forward))
+        inference = inference_op(cell)
+        torch.library.register_fake(inference)(_make_fake_inference(cell))
+        _autograd.register(inference, _inference_setup_context, _make_inference_backward(cell),
+                           _make_jvp(cell, 0))
+        torch.library.register_vmap(inference, _vmap_by_loop(inference))
         torch.library.register_vmap(backward, _vmap_by_loop(backward))
         cell_forward, cell_backward = cell_forward_op(cell), cell_backward_op(cell)
         torch.library.register_fake(cell_forward)(_make_fake_cell_forward(cell))
@@ -251,9 +294,15 @@ def register_all() -> None:
 def fused_layer(cell: str, x: Tensor, batch_sizes: list[int], h0: Tensor, c0: Tensor | None,
                 w_ih: Tensor, w_hh: Tensor, b_ih: Tensor | None, b_hh: Tensor | None,
                 w_hr: Tensor | None, reverse: bool) -> tuple[Tensor, Tensor, Tensor | None]:
-    """One layer and direction on the fused kernels; same contract as reference.layer."""
-    output, h_n, c_n, *_ = forward_op(cell)(x, batch_sizes, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr,
-                                            reverse)
+    """One layer and direction on the fused kernels; same contract as reference.layer.
+    Calls no gradient can flow through run the inference op, which keeps nothing for
+    backward (torch.compile guards on grad mode and requires_grad, as they decide it)."""
+    args = (x, batch_sizes, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, reverse)
+    tensors = (x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr)
+    wants_grad = torch.is_grad_enabled() and any(t is not None and t.requires_grad
+                                                 for t in tensors)
+    op = forward_op(cell) if wants_grad else inference_op(cell)
+    output, h_n, c_n, *_ = op(*args)
     return output, h_n, (c_n if c0 is not None else None)
 
 

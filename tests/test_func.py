@@ -83,9 +83,11 @@ def _op_and_reference(cell: str, kind: str):
     h0 = torch.randn(3, 2, dtype=torch.float64)
     c0 = torch.randn(3, 2, dtype=torch.float64) if cell == "lstm" else None
     w_hh, b = torch.randn(gates, 2, dtype=torch.float64), torch.randn(gates, dtype=torch.float64)
-    if kind == "layer":
+    if kind in ("layer", "inference"):
+        op = _ops.forward_op(cell) if kind == "layer" else _ops.inference_op(cell)
+
         def through_op(x, w_ih):
-            return _ops.forward_op(cell)(x, [], h0, c0, w_ih, w_hh, b, b, None, True)[0]
+            return op(x, [], h0, c0, w_ih, w_hh, b, b, None, True)[0]
 
         def through_reference(x, w_ih):
             return reference.layer(cell, x, [], h0, c0, w_ih, w_hh, b, b, None, True)[0]
@@ -111,7 +113,7 @@ TRANSFORMS = {
 
 
 @pytest.mark.parametrize("transform", list(TRANSFORMS))
-@pytest.mark.parametrize("kind", ["layer", "cell"])
+@pytest.mark.parametrize("kind", ["layer", "inference", "cell"])
 @pytest.mark.parametrize("cell", _ops.CELLS)
 def test_transforms_of_the_ops_match_reference(cell, kind, transform) -> None:
     if not NATIVE:
@@ -124,11 +126,12 @@ def test_transforms_of_the_ops_match_reference(cell, kind, transform) -> None:
                                TRANSFORMS[transform](through_reference)(*args))
 
 
+@pytest.mark.parametrize("kind", ["layer", "inference"])
 @pytest.mark.parametrize("cell", _ops.CELLS)
-def test_forward_mode_ad_of_the_op_matches_reference(cell) -> None:
+def test_forward_mode_ad_of_the_op_matches_reference(cell, kind) -> None:
     if not NATIVE:
         pytest.skip("needs the C++ build")
-    through_op, through_reference = _op_and_reference(cell, "layer")
+    through_op, through_reference = _op_and_reference(cell, kind)
     x, tangent = (torch.randn(2, 3, 3, dtype=torch.float64) for _ in range(2))
     w_ih = torch.randn(_ops.GATES[cell] * 2, 3, dtype=torch.float64)
     with forward_ad.dual_level():

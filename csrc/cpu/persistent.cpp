@@ -46,7 +46,7 @@ void persistent_forward_cpu(CellKind kind, const StepOrder& order, const at::Ten
         kind, order, B, H, xg.data_ptr<scalar_t>(), w_hh.data_ptr<scalar_t>(),
         b_hh.has_value() ? b_hh->data_ptr<scalar_t>() : nullptr, h0.data_ptr<scalar_t>(),
         h_n.data_ptr<scalar_t>(), ptr_or_null<scalar_t>(c), output.data_ptr<scalar_t>(),
-        saved.data_ptr<scalar_t>(), h_prev.data_ptr<scalar_t>(), ptr_or_null<scalar_t>(c_prev),
+        ptr_or_null<scalar_t>(saved), ptr_or_null<scalar_t>(h_prev), ptr_or_null<scalar_t>(c_prev),
         sequence_threads(B, w_hh.size(0), H, at::get_num_threads())};
     run_for_this_cpu(params);
   });

@@ -29,7 +29,7 @@ struct SequenceForward {
   T* h_n;         // [B, H] out
   T* c;           // [B, H] in: c0, out: c_n (LSTM)
   T* output;      // [N, H] out
-  T* saved;       // [N, S*H] out
+  T* saved;       // [N, S*H] out; null in inference (then h_prev and c_prev are too)
   T* h_prev;      // [N, H] out: each step's input state
   T* c_prev;      // [N, H] out (LSTM)
   int threads;

@@ -275,10 +275,14 @@ void forward_sequence(const SequenceForward<T>& p) {
   const auto panels = uninitialized<T>(blocks * H * G * W);
   const auto biases = uninitialized<T>(p.b_hh ? blocks * G * W : 0);
   // Per thread: its blocks' GEMM results [block][B][G][W], then one row of recurrent
-  // projections [G*H] (only the thread's units touched) as the cell math reads them.
+  // projections [G*H] (only the thread's units touched) as the cell math reads them, then
+  // in inference one row [S*H] that takes the saved values and stays in L1.
   // OpenMP may give a smaller team than asked (nested in another parallel region, a thread
   // limit): a team of `team` threads needs at most (blocks + team) block results in all.
-  const auto scratch = uninitialized<T>((blocks + team_size) * B * G * W + team_size * GH);
+  const bool keeps = p.saved != nullptr;
+  const int64_t rows_per_thread = GH + (keeps ? 0 : S * H);
+  const auto scratch = uninitialized<T>((blocks + team_size) * B * G * W +
+                                        team_size * rows_per_thread);
 
 #pragma omp parallel num_threads(team_size) if (team_size > 1)
   {
@@ -289,8 +293,9 @@ void forward_sequence(const SequenceForward<T>& p) {
                          p.b_hh ? biases.get() + jb * G * W : nullptr);
     }
     const int64_t most_blocks = (blocks + team - 1) / team;
-    T* tiles = scratch.get() + tid * (most_blocks * B * G * W + GH);
+    T* tiles = scratch.get() + tid * (most_blocks * B * G * W + rows_per_thread);
     T* hg = tiles + most_blocks * B * G * W;
+    T* discarded = hg + GH;
     const int64_t j0 = std::min(H, mine.first * W), width = std::min(H, mine.last * W) - j0;
     int64_t prev = -1;  // the last step that ran
     for (int64_t k = 0; k < order.steps; ++k) {
@@ -320,10 +325,13 @@ void forward_sequence(const SequenceForward<T>& p) {
       for (int64_t r = 0; r < n; ++r) {
         const int64_t row = off + r;
         const T* state = h_in + r * H;
-        std::memcpy(p.h_prev + row * H + j0, state + j0, width * sizeof(T));
-        if (kIsLstm) std::memcpy(p.c_prev + row * H + j0, p.c + r * H + j0, width * sizeof(T));
+        if (keeps) {
+          std::memcpy(p.h_prev + row * H + j0, state + j0, width * sizeof(T));
+          if (kIsLstm) std::memcpy(p.c_prev + row * H + j0, p.c + r * H + j0, width * sizeof(T));
+        }
         const StepForward<T> step{p.xg + row * GH, hg, p.output + row * H,
-                                  kIsLstm ? p.c + r * H : nullptr, p.saved + row * S * H, H};
+                                  kIsLstm ? p.c + r * H : nullptr,
+                                  keeps ? p.saved + row * S * H : discarded, H};
         // GRU reads h_{t-1} where it writes h_t.
         if (kIsGru) std::memcpy(step.h + j0, state + j0, width * sizeof(T));
         for (int64_t jb = mine.first; jb < mine.last; ++jb) {

@@ -1,0 +1,97 @@
+"""The inference op (a layer's forward that keeps nothing for backward): the same outputs as
+the training forward on every path (the CPU's persistent kernels, the ATen step loop of the
+projected LSTM, packed and reversed), chosen by the modules exactly when no gradient can
+flow, and still correctly differentiable if a caller asks for a gradient anyway."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+import rnnkernels
+from rnnkernels import _ops
+
+from test_opcheck import CASES, _forward_args
+
+pytestmark = pytest.mark.skipif(not rnnkernels.backend_info()["compiled"]["cpp"],
+                                reason="the C++ extension is not built")
+
+
+def _float32_args(cell: str, projects: bool, batch_sizes: list[int], reverse: bool) -> tuple:
+    """Sizes that take the persistent kernels' two-thread, partial-block paths (H = 40)."""
+    hidden, inputs, proj, batch = 40, 24, 16, 48
+    gates = _ops.GATES[cell] * hidden
+    out_size = proj if projects else hidden
+    steps = [batch - 2 * t for t in range(6)] if batch_sizes else []
+    x = torch.randn(sum(steps), inputs) if steps else torch.randn(6, batch, inputs)
+    c0 = torch.randn(batch, hidden) if cell == "lstm" else None
+    w_hr = torch.randn(proj, hidden) * 0.2 if projects else None
+    return (x, steps, torch.randn(batch, out_size), c0, torch.randn(gates, inputs) * 0.2,
+            torch.randn(gates, out_size) * 0.2, torch.randn(gates), torch.randn(gates), w_hr,
+            reverse)
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c[0]}-proj{int(c[1])}-packed{int(bool(c[2]))}")
+def test_inference_matches_the_training_forward(case, reverse) -> None:
+    cell, projects, batch_sizes = case
+    args = _float32_args(cell, projects, batch_sizes, reverse)
+    with torch.no_grad():
+        trained = _ops.forward_op(cell)(*args)
+        inferred = _ops.inference_op(cell)(*args)
+    # Same kernels and arithmetic; only where the saved values go differs.
+    for got, want in zip(inferred, trained[:3]):
+        torch.testing.assert_close(got, want, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c[0]}-proj{int(c[1])}-packed{int(bool(c[2]))}")
+def test_inference_op(case, reverse) -> None:
+    cell, projects, batch_sizes = case
+    torch.library.opcheck(_ops.inference_op(cell),
+                          _forward_args(cell, projects, batch_sizes, reverse=reverse))
+
+
+@pytest.mark.parametrize("cell", _ops.CELLS)
+def test_gradient_through_the_inference_op(cell) -> None:
+    """Not the modules' path, but a direct caller may still ask: reference gradients."""
+    args = _forward_args(cell, cell == "lstm", [3, 2, 2, 1])
+    tensors = [a for a in args if isinstance(a, torch.Tensor)]
+
+    def run(*values):
+        it = iter(values)
+        call = [next(it) if isinstance(a, torch.Tensor) else a for a in args]
+        return tuple(t for t in _ops.inference_op(cell)(*call) if t.numel() > 0)
+
+    assert torch.autograd.gradcheck(run, tensors)
+
+
+class _RecordOps(TorchDispatchMode):
+    def __init__(self) -> None:
+        super().__init__()
+        self.names: set[str] = set()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.names.add(str(func.overloadpacket))
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize("cell_name", ["LSTM", "GRU", "RNN"])
+def test_modules_run_inference_exactly_when_no_gradient_can_flow(cell_name) -> None:
+    model = getattr(rnnkernels, f"Fused{cell_name}")(8, 16, num_layers=2, backend="cpp")
+    op = {"LSTM": "lstm", "GRU": "gru", "RNN": "rnn_tanh"}[cell_name]
+    x = torch.randn(5, 3, 8)
+
+    def ops_called(inputs: torch.Tensor) -> set[str]:
+        with _RecordOps() as recorder:
+            model(inputs)
+        return {n for n in recorder.names if n.startswith("rnnkernels.")}
+
+    layer = f"rnnkernels.{op}_layer_"
+    with torch.no_grad():
+        assert ops_called(x) == {layer + "inference"}
+    assert ops_called(x) == {layer + "forward"}  # the weights require grad
+    model.requires_grad_(False)
+    assert ops_called(x) == {layer + "inference"}
+    assert ops_called(x.requires_grad_()) == {layer + "forward"}
