@@ -220,8 +220,11 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> layer_forward
   check_blas_sizes(sched.total, G * H, std::max({I, P, H}));
 
   const Tensor x2d = x.reshape({sched.total, I});
-  // xg: [N, G*H], the input projection of every step in one GEMM.
-  const Tensor xg = b_ih.has_value() ? at::addmm(*b_ih, x2d, w_ih.t()) : at::mm(x2d, w_ih.t());
+  // xg: [N, G*H], the input projection of every step in one GEMM. Where the cell reads
+  // only xg + hg, both biases start the recurrent GEMM instead (a few vectors per step):
+  // addmm would first copy b_ih into all N rows of xg.
+  const bool bias_in_xg = b_ih.has_value() && !cell_sums_projections(kind);
+  const Tensor xg = bias_in_xg ? at::addmm(*b_ih, x2d, w_ih.t()) : at::mm(x2d, w_ih.t());
   Tensor output = empty_like_rows(x, P);
   // Distinct empty tensors: outputs of an op must not alias one another.
   auto none = [&] { return at::empty({0}, x.options()); };
@@ -233,13 +236,13 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> layer_forward
     if (projects) r_seq = empty_like_rows(x, H);
   }
 
-  const std::optional<Tensor> b_hh_c =
-      b_hh.has_value() ? std::optional<Tensor>(b_hh->contiguous()) : std::nullopt;
+  std::optional<Tensor> recurrent_bias;  // what the recurrent GEMM starts from
+  if (b_hh.has_value()) recurrent_bias = bias_in_xg ? b_hh->contiguous() : *b_ih + *b_hh;
   Tensor c = is_lstm ? c0->contiguous().clone() : Tensor();  // [B, H]: c0 in, c_n out
   Tensor h_n;
   if (persistent_cpu_applies(x, projects, sched.steps)) {
     h_n = at::empty({B, P}, x.options());
-    persistent_forward_cpu(kind, VisitOrder(sched, reverse).view(), xg, w_hh.contiguous(), b_hh_c,
+    persistent_forward_cpu(kind, VisitOrder(sched, reverse).view(), xg, w_hh.contiguous(), recurrent_bias,
                            h0.contiguous(), h_n, c, output, saved, h_prev, c_prev);
   } else {
     // [N, *] views of what backward keeps; in inference saved and r are one step's
@@ -253,7 +256,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> layer_forward
                               for_backward && is_lstm ? c_prev.view({sched.total, H}) : Tensor(),
                               projects ? kept_or_step(r_seq, H) : Tensor(),
                               for_backward};
-    h_n = forward_steps(kind, sched, reverse, xg, h0, c, w_hh.contiguous(), b_hh_c,
+    h_n = forward_steps(kind, sched, reverse, xg, h0, c, w_hh.contiguous(), recurrent_bias,
                         projects ? w_hr->contiguous() : Tensor(), outs);
   }
   return {output, h_n, is_lstm ? c : none(), saved, h_prev, c_prev, r_seq};

@@ -33,5 +33,10 @@ inline int cell_saved(CellKind kind) {
   return visit_cell(kind, [](auto cell) { return decltype(cell)::kSaved; });
 }
 
+// Whether the cell only ever reads xg + hg, so that b_ih may as well sit in hg.
+inline bool cell_sums_projections(CellKind kind) {
+  return visit_cell(kind, [](auto cell) { return decltype(cell)::kSumsProjections; });
+}
+
 }  // namespace
 }  // namespace rnnk

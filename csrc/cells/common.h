@@ -64,8 +64,9 @@ struct ScalarLanes {
 // with the widths given in the comments; each cell reads only what it needs.
 template <typename T>
 struct StepForward {
-  const T* xg;  // [n, G*H] input projection, b_ih included
-  const T* hg;  // [n, G*H] recurrent projection, b_hh included
+  // Biases: b_ih in xg and b_hh in hg, or both in hg for cells that only read xg + hg.
+  const T* xg;  // [n, G*H] input projection
+  const T* hg;  // [n, G*H] recurrent projection
   T* h;         // [n, H] in: h_prev (GRU); out: new h (LSTM with projection: o*tanh(c))
   T* c;         // [n, H] in/out: cell state (LSTM)
   T* saved;     // [n, S*H] what backward needs

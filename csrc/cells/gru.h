@@ -11,6 +11,7 @@ namespace {  // internal linkage: see common.h
 struct GruCell {
   static constexpr int kGates = 3;
   static constexpr int kSaved = 4;
+  static constexpr bool kSumsProjections = false;  // n reads xg_n + r * hg_n
 
   template <typename L>
   static RNNK_HD void forward(const StepForward<typename L::Elem>& s, int64_t b, int64_t j) {

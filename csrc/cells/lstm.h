@@ -10,6 +10,7 @@ namespace {  // internal linkage: see common.h
 struct LstmCell {
   static constexpr int kGates = 4;
   static constexpr int kSaved = 4;
+  static constexpr bool kSumsProjections = true;  // every gate reads xg + hg
 
   // Hidden unit(s) j of row b; L says how many units one load covers (common.h).
   template <typename L>

@@ -10,6 +10,7 @@ template <bool Relu>
 struct RnnCell {
   static constexpr int kGates = 1;
   static constexpr int kSaved = 1;
+  static constexpr bool kSumsProjections = true;  // reads xg + hg
 
   template <typename L>
   static RNNK_HD void forward(const StepForward<typename L::Elem>& s, int64_t b, int64_t j) {

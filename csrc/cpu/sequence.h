@@ -22,9 +22,9 @@ struct SequenceForward {
   CellKind kind;
   StepOrder order;
   int64_t batch, H;
-  const T* xg;    // [N, G*H] input projection, b_ih included
+  const T* xg;    // [N, G*H] input projection
   const T* w_hh;  // [G*H, H]
-  const T* b_hh;  // [G*H] or null
+  const T* b_hh;  // [G*H] or null: the recurrent GEMM's bias (b_ih + b_hh where it may)
   const T* h0;    // [B, H]
   T* h_n;         // [B, H] out
   T* c;           // [B, H] in: c0, out: c_n (LSTM)
