@@ -45,19 +45,44 @@ inline void with_rows(int64_t rows, const F& f) {
   f(std::integral_constant<int, R>{});
 }
 
-// acc[r][c] += sum_k a[r * lda + k] * panel[k * k_stride + c * c_stride + lane].
+// acc[r][c] += a[r * lda + k] * panel[k * k_stride + c * c_stride + lane], for one k.
+template <int R, int C, typename T>
+inline void tile_step(const T* a, int64_t lda, int64_t k, const T* panel, int64_t k_stride,
+                      int64_t c_stride, Vec<T> (&acc)[R][C]) {
+  Vec<T> w[C];
+#pragma GCC unroll 16
+  for (int c = 0; c < C; ++c) w[c] = Vec<T>::loadu(panel + k * k_stride + c * c_stride);
+#pragma GCC unroll 16
+  for (int r = 0; r < R; ++r) {
+    const Vec<T> x(a[r * lda + k]);
+#pragma GCC unroll 16
+    for (int c = 0; c < C; ++c) acc[r][c] = at::vec::fmadd(x, w[c], acc[r][c]);
+  }
+}
+
+// acc[r][c] += sum_k a[r * lda + k] * panel[k * k_stride + c * c_stride + lane]. A tile of
+// fewer than 8 accumulators (a batch of one or two rows) would wait on each FMA's latency
+// (4 cycles, 2 units): it keeps S sets that take alternate k, summed at the end.
 template <int R, int C, typename T>
 inline void tile_gemm(const T* a, int64_t lda, int64_t K, const T* panel, int64_t k_stride,
                       int64_t c_stride, Vec<T> (&acc)[R][C]) {
-  for (int64_t k = 0; k < K; ++k) {
-    Vec<T> w[C];
-#pragma GCC unroll 16
-    for (int c = 0; c < C; ++c) w[c] = Vec<T>::loadu(panel + k * k_stride + c * c_stride);
-#pragma GCC unroll 16
+  constexpr int S = std::max(1, 8 / (R * C));
+  Vec<T> more[S][R][C];  // sets 1..S-1 (set 0 is acc; more[0] stays unused)
+  for (int s = 1; s < S; ++s) {
     for (int r = 0; r < R; ++r) {
-      const Vec<T> x(a[r * lda + k]);
-#pragma GCC unroll 16
-      for (int c = 0; c < C; ++c) acc[r][c] = at::vec::fmadd(x, w[c], acc[r][c]);
+      for (int c = 0; c < C; ++c) more[s][r][c] = Vec<T>(0);
+    }
+  }
+  int64_t k = 0;
+  for (; k + S <= K; k += S) {
+    tile_step<R, C>(a, lda, k, panel, k_stride, c_stride, acc);
+#pragma GCC unroll 8
+    for (int s = 1; s < S; ++s) tile_step<R, C>(a, lda, k + s, panel, k_stride, c_stride, more[s]);
+  }
+  for (; k < K; ++k) tile_step<R, C>(a, lda, k, panel, k_stride, c_stride, acc);
+  for (int s = 1; s < S; ++s) {
+    for (int r = 0; r < R; ++r) {
+      for (int c = 0; c < C; ++c) acc[r][c] = acc[r][c] + more[s][r][c];
     }
   }
 }
