@@ -66,7 +66,7 @@ inline void tile_step(const T* a, int64_t lda, int64_t k, const T* panel, int64_
 template <int R, int C, typename T>
 inline void tile_gemm(const T* a, int64_t lda, int64_t K, const T* panel, int64_t k_stride,
                       int64_t c_stride, Vec<T> (&acc)[R][C]) {
-  constexpr int S = std::max(1, 8 / (R * C));
+  constexpr int S = (8 + R * C - 1) / (R * C);
   Vec<T> more[S][R][C];  // sets 1..S-1 (set 0 is acc; more[0] stays unused)
   for (int s = 1; s < S; ++s) {
     for (int r = 0; r < R; ++r) {
