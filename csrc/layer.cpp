@@ -122,8 +122,8 @@ struct VisitOrder {
 struct ForwardOutputs {
   Tensor out, saved, h_prev, c_prev, r;
   bool for_backward;
-  // Where step rows starting at `off` go in saved and r.
-  int64_t scratch_row(int64_t off) const { return for_backward ? off : 0; }
+  // The row of saved and r where a step's rows (at `off` in the [N, *] arrays) begin.
+  int64_t saved_row(int64_t off) const { return for_backward ? off : 0; }
 };
 
 // The sequence loop on ATen GEMMs and the device's pointwise kernel, for every device (and
@@ -145,7 +145,7 @@ Tensor forward_steps(CellKind kind, const Schedule& sched, bool reverse, const T
     }
     const Tensor hg_n = rows_of(hg, 0, n);
     gemm_rows(hg_n, h_n, w_hh, /*transpose_w=*/true, b_hh, /*accumulate=*/false);
-    const int64_t kept = outs.scratch_row(off);
+    const int64_t kept = outs.saved_row(off);
     const Tensor cell_out = projects ? rows_of(outs.r, kept, n) : h_n;
     pointwise_forward(kind, rows_of(xg, off, n), hg_n, cell_out,
                       is_lstm ? rows_of(c, 0, n) : Tensor(), rows_of(outs.saved, kept, n));
@@ -242,8 +242,9 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> layer_forward
   Tensor h_n;
   if (persistent_cpu_applies(x, projects, sched.steps)) {
     h_n = at::empty({B, P}, x.options());
-    persistent_forward_cpu(kind, VisitOrder(sched, reverse).view(), xg, w_hh.contiguous(), recurrent_bias,
-                           h0.contiguous(), h_n, c, output, saved, h_prev, c_prev);
+    persistent_forward_cpu(kind, VisitOrder(sched, reverse).view(), xg, w_hh.contiguous(),
+                           recurrent_bias, h0.contiguous(), h_n, c, output, saved, h_prev,
+                           c_prev);
   } else {
     // [N, *] views of what backward keeps; in inference saved and r are one step's
     // scratch, [B, *], and h_prev, c_prev are not kept.
