@@ -41,7 +41,11 @@ def test_opcheck_cuda(case) -> None:
     cell, projects, batch_sizes = case
     args = _forward_args(cell, projects, batch_sizes, device="cuda")
     torch.library.opcheck(_ops.forward_op(cell), args)
+    torch.library.opcheck(_ops.inference_op(cell), args)
     torch.library.opcheck(_ops.backward_op(cell), _backward_args(cell, args))
+    with torch.no_grad():  # the inference op: the same kernels, nothing kept for backward
+        for got, want in zip(_ops.inference_op(cell)(*args), _ops.forward_op(cell)(*args)[:3]):
+            torch.testing.assert_close(got, want)  # float64
 
 
 @pytest.mark.parametrize("cell", _ops.CELLS)
