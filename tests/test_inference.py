@@ -1,7 +1,8 @@
 """The inference op (a layer's forward that keeps nothing for backward): the same outputs as
 the training forward on every path (the CPU's persistent kernels, the ATen step loop of the
 projected LSTM, packed and reversed), chosen by the modules exactly when no gradient can
-flow, and still correctly differentiable if a caller asks for a gradient anyway."""
+flow, and still correctly differentiable if a caller asks for a gradient anyway. (Its
+opcheck runs with the other forward op's in test_opcheck.py.)"""
 
 from __future__ import annotations
 
@@ -43,14 +44,6 @@ def test_inference_matches_the_training_forward(case, reverse) -> None:
     # Same kernels and arithmetic; only where the saved values go differs.
     for got, want in zip(inferred, trained[:3]):
         torch.testing.assert_close(got, want, rtol=0, atol=0)
-
-
-@pytest.mark.parametrize("reverse", [False, True])
-@pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c[0]}-proj{int(c[1])}-packed{int(bool(c[2]))}")
-def test_inference_op(case, reverse) -> None:
-    cell, projects, batch_sizes = case
-    torch.library.opcheck(_ops.inference_op(cell),
-                          _forward_args(cell, projects, batch_sizes, reverse=reverse))
 
 
 @pytest.mark.parametrize("cell", _ops.CELLS)

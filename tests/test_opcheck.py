@@ -50,12 +50,13 @@ def _backward_args(cell: str, forward_args: tuple) -> tuple:
             h_prev, c_prev, r_seq, reverse)
 
 
+@pytest.mark.parametrize("op_of", [_ops.forward_op, _ops.inference_op],
+                         ids=["forward", "inference"])
 @pytest.mark.parametrize("reverse", [False, True])
 @pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c[0]}-proj{int(c[1])}-packed{int(bool(c[2]))}")
-def test_forward_op(case, reverse) -> None:
+def test_forward_op(case, reverse, op_of) -> None:
     cell, projects, batch_sizes = case
-    torch.library.opcheck(_ops.forward_op(cell),
-                          _forward_args(cell, projects, batch_sizes, reverse=reverse))
+    torch.library.opcheck(op_of(cell), _forward_args(cell, projects, batch_sizes, reverse=reverse))
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c[0]}-proj{int(c[1])}-packed{int(bool(c[2]))}")
