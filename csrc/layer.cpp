@@ -307,7 +307,8 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> layer
   Tensor dw_ih = at::mm(dxg.t(), x2d);
   Tensor dw_hh = at::mm(dhg.t(), h_prev2d);
   Tensor db_ih = has_bias ? dxg.sum(0) : at::empty({0}, x.options());
-  Tensor db_hh = has_bias ? dhg.sum(0) : at::empty({0}, x.options());
+  // Only GRU's two projections get different gradients; a copy keeps the outputs apart.
+  Tensor db_hh = !has_bias ? at::empty({0}, x.options()) : is_gru ? dhg.sum(0) : db_ih.clone();
   Tensor dw_hr = projects ? at::mm(dh_seq.t(), r_seq.reshape({N, H})) : at::empty({0}, x.options());
   Tensor dc0 = is_lstm ? dc : at::empty({0}, x.options());
   return {dx, dh, dc0, dw_ih, dw_hh, db_ih, db_hh, dw_hr};
