@@ -1,10 +1,13 @@
-// Op schemas and their per-device registration. Every cell has the same five schemas
-// (a layer's forward, inference and backward; a single step's forward and backward) so
-// that one Python registration serves them all; the cell ops are the layer loop run over
-// one step.
+// Op schemas and their per-device registration. Every cell has the same six schemas
+// (a layer's forward, inference and backward; both directions' inference at once; a single
+// step's forward and backward) so that one Python registration serves them all; the cell
+// ops are the layer loop run over one step.
 #include <ATen/ATen.h>
 #include <torch/library.h>
 
+#include <ATen/Parallel.h>
+
+#include "directions.h"
 #include "layer.h"
 
 namespace rnnk {
@@ -30,6 +33,31 @@ auto inference_op(const at::Tensor& x, at::IntArrayRef batch_sizes, const at::Te
   auto [output, h_n, c_n, saved, h_prev, c_prev, r_seq] = layer_forward(
       K, x, batch_sizes, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, reverse, /*for_backward=*/false);
   return std::make_tuple(output, h_n, c_n);
+}
+
+// Both directions of a bidirectional layer in inference, at once where the CPU has the
+// threads (directions.h); the arguments are two inference calls' but for x and batch_sizes.
+template <CellKind K>
+auto bidirectional_inference_op(
+    const at::Tensor& x, at::IntArrayRef batch_sizes, const at::Tensor& h0_f,
+    const std::optional<at::Tensor>& c0_f, const at::Tensor& w_ih_f, const at::Tensor& w_hh_f,
+    const std::optional<at::Tensor>& b_ih_f, const std::optional<at::Tensor>& b_hh_f,
+    const std::optional<at::Tensor>& w_hr_f, const at::Tensor& h0_r,
+    const std::optional<at::Tensor>& c0_r, const at::Tensor& w_ih_r, const at::Tensor& w_hh_r,
+    const std::optional<at::Tensor>& b_ih_r, const std::optional<at::Tensor>& b_hh_r,
+    const std::optional<at::Tensor>& w_hr_r) {
+  std::tuple<at::Tensor, at::Tensor, at::Tensor> results[2];
+  const auto run = [&](int direction) {
+    results[direction] =
+        direction == 0 ? inference_op<K>(x, batch_sizes, h0_f, c0_f, w_ih_f, w_hh_f, b_ih_f,
+                                         b_hh_f, w_hr_f, /*reverse=*/false)
+                       : inference_op<K>(x, batch_sizes, h0_r, c0_r, w_ih_r, w_hh_r, b_ih_r,
+                                         b_hh_r, w_hr_r, /*reverse=*/true);
+  };
+  run_both_directions(run, x.is_cpu() && at::get_num_threads() > 1 && !at::in_parallel_region());
+  const auto& [out_f, h_n_f, c_n_f] = results[0];
+  const auto& [out_r, h_n_r, c_n_r] = results[1];
+  return std::make_tuple(out_f, h_n_f, c_n_f, out_r, h_n_r, c_n_r);
 }
 
 template <CellKind K>
@@ -76,6 +104,12 @@ constexpr const char* kInferenceSchema =
     "_layer_inference(Tensor x, int[] batch_sizes, Tensor h0, Tensor? c0, Tensor w_ih, "
     "Tensor w_hh, Tensor? b_ih, Tensor? b_hh, Tensor? w_hr, bool reverse) -> "
     "(Tensor output, Tensor h_n, Tensor c_n)";
+constexpr const char* kBidirectionalInferenceSchema =
+    "_bidirectional_inference(Tensor x, int[] batch_sizes, Tensor h0_f, Tensor? c0_f, "
+    "Tensor w_ih_f, Tensor w_hh_f, Tensor? b_ih_f, Tensor? b_hh_f, Tensor? w_hr_f, Tensor h0_r, "
+    "Tensor? c0_r, Tensor w_ih_r, Tensor w_hh_r, Tensor? b_ih_r, Tensor? b_hh_r, "
+    "Tensor? w_hr_r) -> (Tensor output_f, Tensor h_n_f, Tensor c_n_f, Tensor output_r, "
+    "Tensor h_n_r, Tensor c_n_r)";
 constexpr const char* kBackwardSchema =
     "_layer_backward(Tensor grad_output, Tensor grad_h_n, Tensor? grad_c_n, Tensor x, "
     "int[] batch_sizes, Tensor w_ih, Tensor w_hh, bool has_bias, Tensor? w_hr, Tensor saved, "
@@ -98,6 +132,7 @@ void register_cell_impls(torch::Library& m) {
   const std::string name = kCellNames[static_cast<int>(K)];
   m.impl((name + "_layer_forward").c_str(), &forward_op<K>);
   m.impl((name + "_layer_inference").c_str(), &inference_op<K>);
+  m.impl((name + "_bidirectional_inference").c_str(), &bidirectional_inference_op<K>);
   m.impl((name + "_layer_backward").c_str(), &backward_op<K>);
   m.impl((name + "_cell_forward").c_str(), &cell_forward_op<K>);
   m.impl((name + "_cell_backward").c_str(), &cell_backward_op<K>);
@@ -116,6 +151,7 @@ TORCH_LIBRARY(rnnkernels, m) {
   for (const char* name : kCellNames) {
     m.def((std::string(name) + kForwardSchema).c_str());
     m.def((std::string(name) + kInferenceSchema).c_str());
+    m.def((std::string(name) + kBidirectionalInferenceSchema).c_str());
     m.def((std::string(name) + kBackwardSchema).c_str());
     m.def((std::string(name) + kCellForwardSchema).c_str());
     m.def((std::string(name) + kCellBackwardSchema).c_str());

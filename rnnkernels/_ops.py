@@ -296,14 +296,18 @@ def fused_layer(cell: str, x: Tensor, batch_sizes: list[int], h0: Tensor, c0: Te
                 w_hr: Tensor | None, reverse: bool) -> tuple[Tensor, Tensor, Tensor | None]:
     """One layer and direction on the fused kernels; same contract as reference.layer.
     Calls no gradient can flow through run the inference op, which keeps nothing for
-    backward (torch.compile guards on grad mode and requires_grad, as they decide it)."""
+    backward."""
     args = (x, batch_sizes, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, reverse)
-    tensors = (x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr)
-    wants_grad = torch.is_grad_enabled() and any(t is not None and t.requires_grad
-                                                 for t in tensors)
-    op = forward_op(cell) if wants_grad else inference_op(cell)
+    op = forward_op(cell) if wants_grad(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr) \
+        else inference_op(cell)
     output, h_n, c_n, *_ = op(*args)
     return output, h_n, (c_n if c0 is not None else None)
+
+
+def wants_grad(*tensors: Tensor | None) -> bool:
+    """Whether a gradient may flow through a call on these tensors: what decides between
+    the training and inference ops (torch.compile guards on both conditions)."""
+    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
 
 
 def fused_cell(cell: str, x: Tensor, h: Tensor, c: Tensor | None, w_ih: Tensor, w_hh: Tensor,

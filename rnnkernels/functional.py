@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from . import _backend, reference
+from ._bidirectional import fused_both_directions
 from ._ops import fused_cell, fused_layer
 
 # On CPU half types are computed in float32 (the fused kernels take float32/float64).
@@ -108,20 +109,24 @@ def _in_compute_dtype(cell: str, input: Tensor, hx: Tensor, cx: Tensor | None,
 def _run_stack(backend: str, cell: str, input: Tensor, batch_sizes: Tensor | None, hx: Tensor,
                cx: Tensor | None, weights: list[LayerWeights], num_layers: int, dropout: float,
                training: bool, bidirectional: bool) -> tuple[Tensor, Tensor, Tensor | None]:
-    layer_fn = reference.layer if _runs_reference(backend) else fused_layer
+    runs_reference = _runs_reference(backend)
+    layer_fn = reference.layer if runs_reference else fused_layer
     sizes = [] if batch_sizes is None else [int(b) for b in batch_sizes.tolist()]
     directions = 2 if bidirectional else 1
     layer_input = input
     h_finals: list[Tensor] = []
     c_finals: list[Tensor] = []
     for layer in range(num_layers):
+        # Per direction: (h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr).
+        args = [(hx[index], None if cx is None else cx[index], *weights[index])
+                for index in range(layer * directions, (layer + 1) * directions)]
+        if directions == 2 and not runs_reference:
+            results = fused_both_directions(cell, layer_input, sizes, args[0], args[1])
+        else:
+            results = [layer_fn(cell, layer_input, sizes, *args[d], d == 1)
+                       for d in range(directions)]
         outputs = []
-        for direction in range(directions):
-            index = layer * directions + direction
-            w_ih, w_hh, b_ih, b_hh, w_hr = weights[index]
-            output, h_n, c_n = layer_fn(cell, layer_input, sizes, hx[index],
-                                        None if cx is None else cx[index], w_ih, w_hh, b_ih, b_hh,
-                                        w_hr, direction == 1)
+        for output, h_n, c_n in results:
             outputs.append(output)
             h_finals.append(h_n)
             if c_n is not None:

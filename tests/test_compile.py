@@ -60,6 +60,16 @@ def test_compile_fullgraph_matches_eager(name, backend) -> None:
         torch.testing.assert_close(g, w, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("name", list(RNNS))
+def test_compile_fullgraph_inference(name) -> None:
+    """Under no_grad the inference ops run (both directions in one op when bidirectional)."""
+    model = Tagger(RNNS[name](None)).eval()
+    compiled = torch.compile(model, fullgraph=True)
+    x = torch.randn(6, 3, 5)
+    with torch.no_grad():
+        torch.testing.assert_close(compiled(x), model(x), atol=1e-5, rtol=1e-5)
+
+
 @pytest.mark.parametrize("name", ["lstm", "gru"])
 def test_dynamic_shapes_compile_once(name) -> None:
     counter = CompileCounter()
