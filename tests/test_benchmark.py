@@ -56,6 +56,7 @@ def test_standard_sweep_has_the_issue_shapes() -> None:
     assert "lstm T=28 B=128 I=28 H=256 L=2" in keys
     assert "lstm T=500 B=32 I=256 H=256 L=1 packed" in keys
     assert {s.cell for s in standard_sweep("cpu")} == {"lstm", "gru", "rnn"}
+    assert "lstm T=100 B=16 I=128 H=128 L=1 bi" in keys
     assert "lstm T=1024 B=16 I=768 H=768 L=1" in {s.key() for s in standard_sweep("cuda")}
 
 

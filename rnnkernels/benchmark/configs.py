@@ -54,6 +54,7 @@ def standard_sweep(device: str) -> list[Shape]:
         Shape("lstm", 200, 32, 512, 512, label="long"),
         Shape("lstm", 500, 32, 256, 256, packed=True, label="variable length"),
         Shape("lstm", 100, 16, 128, 128, label="small"),
+        Shape("lstm", 100, 16, 128, 128, bidirectional=True, label="small, bidirectional"),
         Shape("gru", 100, 64, 512, 512, label="fastrnns default"),
         Shape("gru", 100, 1, 64, 64, label="small batch"),
         Shape("rnn", 100, 64, 512, 512, label="fastrnns default"),
