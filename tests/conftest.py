@@ -27,6 +27,15 @@ def _seed() -> None:
     torch.manual_seed(0)
 
 
+@pytest.fixture(params=[1, 2], ids=["1-thread", "2-threads"])
+def threads(request):
+    """torch's intra-op threads for the test (the CPU kernels' one- and two-thread paths)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(request.param)
+    yield request.param
+    torch.set_num_threads(before)
+
+
 def module_pair(nn_class: type, *args, backend: str | None = None, **kwargs) -> tuple[nn.Module, nn.Module]:
     """(nn module, Fused module) with the same weights."""
     reference = nn_class(*args, **kwargs)

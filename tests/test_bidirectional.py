@@ -27,14 +27,6 @@ def _both(make_args) -> tuple:
     return x, batch_sizes, tuple(ahead), tuple(back)
 
 
-@pytest.fixture(params=[1, 2], ids=["1-thread", "2-threads"])
-def threads(request):
-    previous = torch.get_num_threads()
-    torch.set_num_threads(request.param)
-    yield request.param
-    torch.set_num_threads(previous)
-
-
 @pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
 def test_matches_two_inference_calls(case, threads) -> None:
     cell, projects, batch_sizes = case

@@ -26,14 +26,6 @@ CELLS = [(nn.LSTM, {}), (nn.GRU, {}), (nn.RNN, {"nonlinearity": "tanh"}),
 SHAPES = [(5, 48, 24, 40), (4, 40, 8, 100)]
 
 
-@pytest.fixture(params=[1, 2], ids=["1-thread", "2-threads"])
-def threads(request):
-    before = torch.get_num_threads()
-    torch.set_num_threads(request.param)
-    yield request.param
-    torch.set_num_threads(before)
-
-
 @pytest.mark.parametrize("case", CELLS, ids=lambda c: c[0].__name__ + "-".join(c[1].values()))
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
 def test_padded_bidirectional_matches_nn(case, shape, threads) -> None:
