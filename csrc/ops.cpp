@@ -3,9 +3,8 @@
 // step's forward and backward) so that one Python registration serves them all; the cell
 // ops are the layer loop run over one step.
 #include <ATen/ATen.h>
-#include <torch/library.h>
-
 #include <ATen/Parallel.h>
+#include <torch/library.h>
 
 #include "directions.h"
 #include "layer.h"
