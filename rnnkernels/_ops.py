@@ -188,18 +188,23 @@ def _make_backward(cell: str) -> Callable:
                 grad_output, grad_h_n, grad_c_n if c0 is not None else None, x, ctx.batch_sizes,
                 w_ih, w_hh, b_ih is not None, w_hr, saved, h_prev, c_prev, r_seq, ctx.reverse)
             grads = [None if t is None else g for t, g in zip(inputs, grads)]
-        grad_x, grad_h0, grad_c0, *weight_grads = grads
-        return (grad_x, None, grad_h0, grad_c0, *weight_grads, None)
+        return _layer_op_gradients(grads)
 
     return backward
 
 
+def _layer_op_gradients(grads: list) -> tuple:
+    """Gradients of (x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr) laid out as the layer ops'
+    arguments: None for batch_sizes and reverse."""
+    grad_x, *rest = grads
+    return (grad_x, None, *rest, None)
+
+
 def _make_inference_backward(cell: str) -> Callable:
     def backward(ctx: Any, grad_output, grad_h_n, grad_c_n):
-        grads = _reference_gradients(_reference_layer(cell, ctx), list(ctx.saved_tensors),
-                                     [grad_output, grad_h_n, grad_c_n])
-        grad_x, grad_h0, grad_c0, *weight_grads = grads
-        return (grad_x, None, grad_h0, grad_c0, *weight_grads, None)
+        return _layer_op_gradients(_reference_gradients(
+            _reference_layer(cell, ctx), list(ctx.saved_tensors),
+            [grad_output, grad_h_n, grad_c_n]))
 
     return backward
 
