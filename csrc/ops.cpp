@@ -1,7 +1,7 @@
-// Op schemas and their per-device registration. Every cell has the same six schemas
-// (a layer's forward, inference and backward; both directions' inference at once; a single
-// step's forward and backward) so that one Python registration serves them all; the cell
-// ops are the layer loop run over one step.
+// Op schemas and their per-device registration. Every cell has the same eight schemas
+// (a layer's forward, inference and backward; both directions' forward, inference and
+// backward at once; a single step's forward and backward) so that one Python registration
+// serves them all; the cell ops are the layer loop run over one step.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
@@ -34,10 +34,16 @@ auto inference_op(const at::Tensor& x, at::IntArrayRef batch_sizes, const at::Te
   return std::make_tuple(output, h_n, c_n);
 }
 
-// Both directions of a bidirectional layer in inference, at once where the CPU has the
-// threads (directions.h); the arguments are two inference calls' but for x and batch_sizes.
-template <CellKind K>
-auto bidirectional_inference_op(
+// Whether the two directions of a layer on x can take a CPU thread each.
+bool directions_concurrently(const at::Tensor& x) {
+  return x.is_cpu() && at::get_num_threads() > 1 && !at::in_parallel_region();
+}
+
+// Both directions of a bidirectional layer through `Op` (the forward or inference op), at
+// once where the CPU has the threads (directions.h); the arguments are two calls' but for
+// x and batch_sizes, the results the forward direction's then the reverse one's.
+template <auto Op>
+auto both_directions(
     const at::Tensor& x, at::IntArrayRef batch_sizes, const at::Tensor& h0_f,
     const std::optional<at::Tensor>& c0_f, const at::Tensor& w_ih_f, const at::Tensor& w_hh_f,
     const std::optional<at::Tensor>& b_ih_f, const std::optional<at::Tensor>& b_hh_f,
@@ -45,18 +51,19 @@ auto bidirectional_inference_op(
     const std::optional<at::Tensor>& c0_r, const at::Tensor& w_ih_r, const at::Tensor& w_hh_r,
     const std::optional<at::Tensor>& b_ih_r, const std::optional<at::Tensor>& b_hh_r,
     const std::optional<at::Tensor>& w_hr_r) {
-  std::tuple<at::Tensor, at::Tensor, at::Tensor> results[2];
+  // One has_bias serves both directions in bidirectional_backward_op.
+  TORCH_CHECK(b_ih_f.has_value() == b_ih_r.has_value(),
+              "rnnkernels: give both directions biases or neither");
+  decltype(Op(x, batch_sizes, h0_f, c0_f, w_ih_f, w_hh_f, b_ih_f, b_hh_f, w_hr_f, false))
+      results[2];
   const auto run = [&](int direction) {
     results[direction] =
-        direction == 0 ? inference_op<K>(x, batch_sizes, h0_f, c0_f, w_ih_f, w_hh_f, b_ih_f,
-                                         b_hh_f, w_hr_f, /*reverse=*/false)
-                       : inference_op<K>(x, batch_sizes, h0_r, c0_r, w_ih_r, w_hh_r, b_ih_r,
-                                         b_hh_r, w_hr_r, /*reverse=*/true);
+        direction == 0
+            ? Op(x, batch_sizes, h0_f, c0_f, w_ih_f, w_hh_f, b_ih_f, b_hh_f, w_hr_f, false)
+            : Op(x, batch_sizes, h0_r, c0_r, w_ih_r, w_hh_r, b_ih_r, b_hh_r, w_hr_r, true);
   };
-  run_both_directions(run, x.is_cpu() && at::get_num_threads() > 1 && !at::in_parallel_region());
-  const auto& [out_f, h_n_f, c_n_f] = results[0];
-  const auto& [out_r, h_n_r, c_n_r] = results[1];
-  return std::make_tuple(out_f, h_n_f, c_n_f, out_r, h_n_r, c_n_r);
+  run_both_directions(run, directions_concurrently(x));
+  return std::tuple_cat(results[0], results[1]);
 }
 
 template <CellKind K>
@@ -68,6 +75,41 @@ auto backward_op(const at::Tensor& grad_output, const at::Tensor& grad_h_n,
                  bool reverse) {
   return layer_backward(K, grad_output, grad_h_n, grad_c_n, x, batch_sizes, w_ih, w_hh, has_bias,
                         w_hr, saved, h_prev, c_prev, r_seq, reverse);
+}
+
+// The backward of both directions of a bidirectional layer trained through
+// both_directions<forward_op>, at once where it ran at once: each direction's arguments as
+// for backward_op but for x, batch_sizes and has_bias; returns the input's gradient (the
+// sum of the directions') and then each direction's gradients of its other inputs.
+template <CellKind K>
+auto bidirectional_backward_op(
+    const at::Tensor& x, at::IntArrayRef batch_sizes, bool has_bias,
+    const at::Tensor& grad_output_f, const at::Tensor& grad_h_n_f,
+    const std::optional<at::Tensor>& grad_c_n_f, const at::Tensor& w_ih_f,
+    const at::Tensor& w_hh_f, const std::optional<at::Tensor>& w_hr_f, const at::Tensor& saved_f,
+    const at::Tensor& h_prev_f, const at::Tensor& c_prev_f, const at::Tensor& r_seq_f,
+    const at::Tensor& grad_output_r, const at::Tensor& grad_h_n_r,
+    const std::optional<at::Tensor>& grad_c_n_r, const at::Tensor& w_ih_r,
+    const at::Tensor& w_hh_r, const std::optional<at::Tensor>& w_hr_r, const at::Tensor& saved_r,
+    const at::Tensor& h_prev_r, const at::Tensor& c_prev_r, const at::Tensor& r_seq_r) {
+  decltype(backward_op<K>(grad_output_f, grad_h_n_f, grad_c_n_f, x, batch_sizes, w_ih_f, w_hh_f,
+                          has_bias, w_hr_f, saved_f, h_prev_f, c_prev_f, r_seq_f, false))
+      results[2];
+  const auto run = [&](int direction) {
+    results[direction] =
+        direction == 0
+            ? backward_op<K>(grad_output_f, grad_h_n_f, grad_c_n_f, x, batch_sizes, w_ih_f,
+                             w_hh_f, has_bias, w_hr_f, saved_f, h_prev_f, c_prev_f, r_seq_f,
+                             false)
+            : backward_op<K>(grad_output_r, grad_h_n_r, grad_c_n_r, x, batch_sizes, w_ih_r,
+                             w_hh_r, has_bias, w_hr_r, saved_r, h_prev_r, c_prev_r, r_seq_r,
+                             true);
+  };
+  run_both_directions(run, directions_concurrently(x));
+  const auto& [dx_f, dh_f, dc_f, dw_ih_f, dw_hh_f, db_ih_f, db_hh_f, dw_hr_f] = results[0];
+  const auto& [dx_r, dh_r, dc_r, dw_ih_r, dw_hh_r, db_ih_r, db_hh_r, dw_hr_r] = results[1];
+  return std::make_tuple(dx_f + dx_r, dh_f, dc_f, dw_ih_f, dw_hh_f, db_ih_f, db_hh_f, dw_hr_f,
+                         dh_r, dc_r, dw_ih_r, dw_hh_r, db_ih_r, db_hh_r, dw_hr_r);
 }
 
 // One step of a cell (the nn.*Cell modules): the layer loop over a single step.
@@ -103,12 +145,29 @@ constexpr const char* kInferenceSchema =
     "_layer_inference(Tensor x, int[] batch_sizes, Tensor h0, Tensor? c0, Tensor w_ih, "
     "Tensor w_hh, Tensor? b_ih, Tensor? b_hh, Tensor? w_hr, bool reverse) -> "
     "(Tensor output, Tensor h_n, Tensor c_n)";
+constexpr const char* kBidirectionalForwardSchema =
+    "_bidirectional_forward(Tensor x, int[] batch_sizes, Tensor h0_f, Tensor? c0_f, "
+    "Tensor w_ih_f, Tensor w_hh_f, Tensor? b_ih_f, Tensor? b_hh_f, Tensor? w_hr_f, Tensor h0_r, "
+    "Tensor? c0_r, Tensor w_ih_r, Tensor w_hh_r, Tensor? b_ih_r, Tensor? b_hh_r, "
+    "Tensor? w_hr_r) -> (Tensor output_f, Tensor h_n_f, Tensor c_n_f, Tensor saved_f, "
+    "Tensor h_prev_f, Tensor c_prev_f, Tensor r_seq_f, Tensor output_r, Tensor h_n_r, "
+    "Tensor c_n_r, Tensor saved_r, Tensor h_prev_r, Tensor c_prev_r, Tensor r_seq_r)";
 constexpr const char* kBidirectionalInferenceSchema =
     "_bidirectional_inference(Tensor x, int[] batch_sizes, Tensor h0_f, Tensor? c0_f, "
     "Tensor w_ih_f, Tensor w_hh_f, Tensor? b_ih_f, Tensor? b_hh_f, Tensor? w_hr_f, Tensor h0_r, "
     "Tensor? c0_r, Tensor w_ih_r, Tensor w_hh_r, Tensor? b_ih_r, Tensor? b_hh_r, "
     "Tensor? w_hr_r) -> (Tensor output_f, Tensor h_n_f, Tensor c_n_f, Tensor output_r, "
     "Tensor h_n_r, Tensor c_n_r)";
+constexpr const char* kBidirectionalBackwardSchema =
+    "_bidirectional_backward(Tensor x, int[] batch_sizes, bool has_bias, "
+    "Tensor grad_output_f, Tensor grad_h_n_f, Tensor? grad_c_n_f, Tensor w_ih_f, Tensor w_hh_f, "
+    "Tensor? w_hr_f, Tensor saved_f, Tensor h_prev_f, Tensor c_prev_f, Tensor r_seq_f, "
+    "Tensor grad_output_r, Tensor grad_h_n_r, Tensor? grad_c_n_r, Tensor w_ih_r, Tensor w_hh_r, "
+    "Tensor? w_hr_r, Tensor saved_r, Tensor h_prev_r, Tensor c_prev_r, Tensor r_seq_r) -> "
+    "(Tensor grad_x, Tensor grad_h0_f, Tensor grad_c0_f, Tensor grad_w_ih_f, "
+    "Tensor grad_w_hh_f, Tensor grad_b_ih_f, Tensor grad_b_hh_f, Tensor grad_w_hr_f, "
+    "Tensor grad_h0_r, Tensor grad_c0_r, Tensor grad_w_ih_r, Tensor grad_w_hh_r, "
+    "Tensor grad_b_ih_r, Tensor grad_b_hh_r, Tensor grad_w_hr_r)";
 constexpr const char* kBackwardSchema =
     "_layer_backward(Tensor grad_output, Tensor grad_h_n, Tensor? grad_c_n, Tensor x, "
     "int[] batch_sizes, Tensor w_ih, Tensor w_hh, bool has_bias, Tensor? w_hr, Tensor saved, "
@@ -131,7 +190,9 @@ void register_cell_impls(torch::Library& m) {
   const std::string name = kCellNames[static_cast<int>(K)];
   m.impl((name + "_layer_forward").c_str(), &forward_op<K>);
   m.impl((name + "_layer_inference").c_str(), &inference_op<K>);
-  m.impl((name + "_bidirectional_inference").c_str(), &bidirectional_inference_op<K>);
+  m.impl((name + "_bidirectional_forward").c_str(), &both_directions<forward_op<K>>);
+  m.impl((name + "_bidirectional_inference").c_str(), &both_directions<inference_op<K>>);
+  m.impl((name + "_bidirectional_backward").c_str(), &bidirectional_backward_op<K>);
   m.impl((name + "_layer_backward").c_str(), &backward_op<K>);
   m.impl((name + "_cell_forward").c_str(), &cell_forward_op<K>);
   m.impl((name + "_cell_backward").c_str(), &cell_backward_op<K>);
@@ -150,7 +211,9 @@ TORCH_LIBRARY(rnnkernels, m) {
   for (const char* name : kCellNames) {
     m.def((std::string(name) + kForwardSchema).c_str());
     m.def((std::string(name) + kInferenceSchema).c_str());
+    m.def((std::string(name) + kBidirectionalForwardSchema).c_str());
     m.def((std::string(name) + kBidirectionalInferenceSchema).c_str());
+    m.def((std::string(name) + kBidirectionalBackwardSchema).c_str());
     m.def((std::string(name) + kBackwardSchema).c_str());
     m.def((std::string(name) + kCellForwardSchema).c_str());
     m.def((std::string(name) + kCellBackwardSchema).c_str());

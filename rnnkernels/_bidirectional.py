@@ -1,10 +1,12 @@
-"""Both directions of a bidirectional layer in one call, for inference:
-``rnnkernels::<cell>_bidirectional_inference`` runs the two directions at once (on the CPU
-each on its own thread, csrc/directions.h). Its arguments are x, batch_sizes and then each
-direction's (h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr); it returns each direction's (output,
-h_n, c_n). Training keeps two calls of the layer op, whose autograd saves for backward;
-a gradient asked of this op directly comes from the reference math, as for the
-inference op (_ops.py)."""
+"""Both directions of a bidirectional layer in one call: ``rnnkernels::<cell>_bidirectional_
+{forward,inference,backward}`` run the two directions at once (on the CPU each on its own
+thread, csrc/directions.h). The forward and inference ops take x, batch_sizes and then each
+direction's (h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr); they return each direction's outputs of
+the layer's forward op (output, h_n, c_n and what backward keeps) or inference op (output,
+h_n, c_n). The backward op is the forward op's first-order backward; as for the layer ops
+(_ops.py), a graph of the backward, forward mode and any gradient of the inference op come
+from the reference math.
+"""
 
 from __future__ import annotations
 
@@ -20,35 +22,63 @@ from . import _autograd, _ops, reference
 DirectionArgs = tuple[Tensor, Tensor | None, Tensor, Tensor, Tensor | None, Tensor | None,
                       Tensor | None]
 _PER_DIRECTION = 7
+_FORWARD_OUTPUTS = 7  # per direction: output, h_n, c_n, saved, h_prev, c_prev, r_seq
+_INFERENCE_OUTPUTS = 3  # per direction: output, h_n, c_n
 
 
-def bidirectional_op(cell: str) -> Any:
+def forward_op(cell: str) -> Any:
+    return getattr(torch.ops.rnnkernels, f"{cell}_bidirectional_forward").default
+
+
+def inference_op(cell: str) -> Any:
     return getattr(torch.ops.rnnkernels, f"{cell}_bidirectional_inference").default
 
 
-def _make_fake(cell: str) -> Callable:
+def backward_op(cell: str) -> Any:
+    return getattr(torch.ops.rnnkernels, f"{cell}_bidirectional_backward").default
+
+
+def _make_fake(cell: str, outputs: int) -> Callable:
+    """Fake kernel of the forward (7 outputs per direction) or inference (3) op."""
     fake_forward = _ops._make_fake_forward(cell)
 
     def fake(x, batch_sizes, *directions):
-        ahead = fake_forward(x, batch_sizes, *directions[:_PER_DIRECTION], False)[:3]
-        back = fake_forward(x, batch_sizes, *directions[_PER_DIRECTION:], True)[:3]
+        ahead = fake_forward(x, batch_sizes, *directions[:_PER_DIRECTION], False)[:outputs]
+        back = fake_forward(x, batch_sizes, *directions[_PER_DIRECTION:], True)[:outputs]
         return (*ahead, *back)
 
     return fake
 
 
-def _setup_context(ctx: Any, inputs: tuple, output: tuple) -> None:
-    x, batch_sizes, *directions = inputs
-    ctx.save_for_backward(x, *directions)
-    ctx.save_for_forward(x, *directions)
-    without_cell_state = [output[2 + 3 * d] for d in range(2)
-                          if directions[1 + _PER_DIRECTION * d] is None]
-    ctx.mark_non_differentiable(*without_cell_state)
-    ctx.batch_sizes = list(batch_sizes)
+def _fake_backward(x, batch_sizes, has_bias, *directions):
+    """Per direction the layer backward's fake results; one input gradient for both."""
+    per = len(directions) // 2
+    results = []
+    for d in range(2):
+        grad_output, grad_h_n, grad_c_n, w_ih, w_hh, w_hr, *kept = directions[d * per:(d + 1) * per]
+        results.append(_ops._fake_backward(grad_output, grad_h_n, grad_c_n, x, batch_sizes, w_ih,
+                                           w_hh, has_bias, w_hr, *kept, d == 1))
+    return (results[0][0], *results[0][1:], *results[1][1:])
+
+
+def _setup_context(outputs: int) -> Callable:
+    """What the forward (``outputs`` = 7 per direction) or inference (3) op's backward needs:
+    the inputs, and the forward op's kept tensors (not differentiable)."""
+    def setup(ctx: Any, inputs: tuple, output: tuple) -> None:
+        x, batch_sizes, *directions = inputs
+        kept = [t for d in range(2) for t in output[d * outputs + 3:(d + 1) * outputs]]
+        ctx.save_for_backward(x, *directions, *kept)
+        ctx.save_for_forward(x, *directions)
+        without_cell_state = [output[d * outputs + 2] for d in range(2)
+                              if directions[1 + _PER_DIRECTION * d] is None]
+        ctx.mark_non_differentiable(*kept, *without_cell_state)
+        ctx.batch_sizes = list(batch_sizes)
+
+    return setup
 
 
 def _reference(cell: str, ctx: Any) -> Callable:
-    """Both directions' reference math over the op's tensor inputs."""
+    """Both directions' reference math over the ops' tensor inputs."""
     def run(x, *directions):
         ahead = reference.layer(cell, x, ctx.batch_sizes, *directions[:_PER_DIRECTION], False)
         back = reference.layer(cell, x, ctx.batch_sizes, *directions[_PER_DIRECTION:], True)
@@ -57,38 +87,82 @@ def _reference(cell: str, ctx: Any) -> Callable:
     return run
 
 
-def _make_backward(cell: str) -> Callable:
+def _output_grads(grads: tuple, outputs: int) -> list:
+    """Gradients of each direction's (output, h_n, c_n) out of all the op's output gradients."""
+    return [g for d in range(2) for g in grads[d * outputs:d * outputs + 3]]
+
+
+def _reference_backward(cell: str, ctx: Any, grads: list) -> tuple:
+    inputs = list(ctx.saved_tensors[:1 + 2 * _PER_DIRECTION])
+    grad_x, *rest = _ops._reference_gradients(_reference(cell, ctx), inputs, grads)
+    return (grad_x, None, *rest)
+
+
+def _make_inference_backward(cell: str) -> Callable:
     def backward(ctx: Any, *grads):
-        grad_x, *rest = _ops._reference_gradients(_reference(cell, ctx),
-                                                  list(ctx.saved_tensors), list(grads))
-        return (grad_x, None, *rest)
+        return _reference_backward(cell, ctx, _output_grads(grads, _INFERENCE_OUTPUTS))
 
     return backward
 
 
-def _make_jvp(cell: str) -> Callable:
+def _make_forward_backward(cell: str) -> Callable:
+    def backward(ctx: Any, *grads):
+        grads = _output_grads(grads, _FORWARD_OUTPUTS)
+        if torch.is_grad_enabled():
+            return _reference_backward(cell, ctx, grads)
+        x, *rest = ctx.saved_tensors
+        directions, kept = rest[:2 * _PER_DIRECTION], rest[2 * _PER_DIRECTION:]
+        args = []
+        for d in range(2):
+            h0, c0, w_ih, w_hh, b_ih, _b_hh, w_hr = directions[d * _PER_DIRECTION:
+                                                              (d + 1) * _PER_DIRECTION]
+            grad_output, grad_h_n, grad_c_n = grads[3 * d:3 * d + 3]
+            saved, h_prev, c_prev, r_seq = kept[4 * d:4 * d + 4]
+            args += [torch.zeros_like(h_prev) if grad_output is None else grad_output,
+                     torch.zeros_like(h0) if grad_h_n is None else grad_h_n,
+                     None if c0 is None else torch.zeros_like(c0) if grad_c_n is None
+                     else grad_c_n,
+                     w_ih, w_hh, w_hr, saved, h_prev, c_prev, r_seq]
+        has_bias = directions[4] is not None
+        grad_x, *rest = backward_op(cell)(x, ctx.batch_sizes, has_bias, *args)
+        return (grad_x, None, *[None if t is None else g for t, g in zip(directions, rest)])
+
+    return backward
+
+
+def _make_jvp(cell: str, outputs: int) -> Callable:
+    """Forward mode: tangents of each direction's (output, h_n, c_n), None for kept tensors."""
     def jvp(ctx: Any, x_t, _batch_sizes, *direction_tangents):
-        return tuple(_ops._reference_jvp(_reference(cell, ctx), list(ctx.saved_tensors),
-                                         [x_t, *direction_tangents]))
+        tangents = _ops._reference_jvp(_reference(cell, ctx),
+                                       list(ctx.saved_tensors[:1 + 2 * _PER_DIRECTION]),
+                                       [x_t, *direction_tangents])
+        kept = [None] * (outputs - 3)
+        return (*tangents[:3], *kept, *tangents[3:], *kept)
 
     return jvp
 
 
 def register_all() -> None:
     for cell in _ops.CELLS:
-        op = bidirectional_op(cell)
-        torch.library.register_fake(op)(_make_fake(cell))
-        _autograd.register(op, _setup_context, _make_backward(cell), _make_jvp(cell))
-        torch.library.register_vmap(op, _ops._vmap_by_loop(op))
+        for op, outputs, backward in (
+                (forward_op(cell), _FORWARD_OUTPUTS, _make_forward_backward(cell)),
+                (inference_op(cell), _INFERENCE_OUTPUTS, _make_inference_backward(cell))):
+            torch.library.register_fake(op)(_make_fake(cell, outputs))
+            _autograd.register(op, _setup_context(outputs), backward, _make_jvp(cell, outputs))
+            torch.library.register_vmap(op, _ops._vmap_by_loop(op))
+        torch.library.register_fake(backward_op(cell))(_fake_backward)
+        torch.library.register_vmap(backward_op(cell), _ops._vmap_by_loop(backward_op(cell)))
 
 
 def fused_both_directions(cell: str, x: Tensor, batch_sizes: list[int], ahead: DirectionArgs,
                           back: DirectionArgs) -> list[tuple[Tensor, Tensor, Tensor | None]]:
     """(output, h_n, c_n) of the forward (``ahead``) and the reverse (``back``) direction on
-    the fused kernels: one call when no gradient can flow, else a training call each."""
-    if _ops.wants_grad(x, *ahead, *back):
-        return [_ops.fused_layer(cell, x, batch_sizes, *args, reverse)
-                for args, reverse in ((ahead, False), (back, True))]
-    results = bidirectional_op(cell)(x, batch_sizes, *ahead, *back)
+    the fused kernels, in one call: the forward op, whose autograd keeps what backward
+    needs, where a gradient can flow, else the inference op."""
+    training = _ops.wants_grad(x, *ahead, *back)
+    op, outputs = ((forward_op(cell), _FORWARD_OUTPUTS) if training
+                   else (inference_op(cell), _INFERENCE_OUTPUTS))
+    results = op(x, batch_sizes, *ahead, *back)
     return [(output, h_n, c_n if args[1] is not None else None)
-            for (output, h_n, c_n), args in ((results[:3], ahead), (results[3:], back))]
+            for (output, h_n, c_n), args in ((results[:3], ahead),
+                                             (results[outputs:outputs + 3], back))]

@@ -1,7 +1,8 @@
-"""Both directions in one call (``<cell>_bidirectional_inference``): the same results as two
-inference calls, with the directions on two threads or one after the other; errors raised
-inside a direction reach the caller; opcheck; gradients (reference math) if asked; and the
-modules use it exactly for bidirectional layers no gradient can flow through."""
+"""Both directions in one call (``<cell>_bidirectional_{forward,inference,backward}``): the
+same results as a layer op call per direction, with the directions on two threads or one
+after the other; errors raised inside a direction reach the caller; opcheck; gradients
+(the fused backward op, or the reference math where a graph or the inference op's is
+asked); and the modules use them for every bidirectional layer."""
 
 from __future__ import annotations
 
@@ -27,54 +28,115 @@ def _both(make_args) -> tuple:
     return x, batch_sizes, tuple(ahead), tuple(back)
 
 
+# (the two-direction op, the layer op it runs per direction)
+OP_PAIRS = {"forward": (_bidirectional.forward_op, _ops.forward_op),
+            "inference": (_bidirectional.inference_op, _ops.inference_op)}
+
+
+@pytest.mark.parametrize("kind", OP_PAIRS)
 @pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
-def test_matches_two_inference_calls(case, threads) -> None:
+def test_matches_a_layer_call_per_direction(case, kind, threads) -> None:
     cell, projects, batch_sizes = case
+    both_op, layer_op = (make(cell) for make in OP_PAIRS[kind])
     torch.manual_seed(0)
     x, sizes, ahead, back = _both(lambda rev: _float32_args(cell, projects, batch_sizes, rev))
     with torch.no_grad():
-        got = _bidirectional.bidirectional_op(cell)(x, sizes, *ahead, *back)
-        want = (*_ops.inference_op(cell)(x, sizes, *ahead, False),
-                *_ops.inference_op(cell)(x, sizes, *back, True))
+        got = both_op(x, sizes, *ahead, *back)
+        want = (*layer_op(x, sizes, *ahead, False), *layer_op(x, sizes, *back, True))
     # One thread per direction runs the same tile per hidden block; only the input
     # projection's GEMM may split its work differently.
+    assert len(got) == len(want)
     for g, w in zip(got, want):
         torch.testing.assert_close(g, w, rtol=1e-6, atol=1e-6)
 
 
+def _backward_args(cell: str, x, sizes, ahead, back) -> tuple:
+    """The backward op's arguments after a forward op call on these inputs."""
+    with torch.no_grad():
+        outputs = _bidirectional.forward_op(cell)(x, sizes, *ahead, *back)
+    per_direction = []
+    for d, args in enumerate((ahead, back)):
+        output, h_n, c_n, *kept = outputs[7 * d:7 * d + 7]
+        w_ih, w_hh, w_hr = args[2].detach(), args[3].detach(), args[6]
+        per_direction += [torch.randn_like(output), torch.randn_like(h_n),
+                          torch.randn_like(c_n) if cell == "lstm" else None, w_ih, w_hh,
+                          None if w_hr is None else w_hr.detach(), *kept]
+    return (x.detach(), sizes, True, *per_direction)
+
+
 @pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
-def test_opcheck(case) -> None:
+def test_backward_matches_a_layer_backward_per_direction(case, threads) -> None:
+    cell, projects, batch_sizes = case
+    torch.manual_seed(0)
+    x, sizes, ahead, back = _both(lambda rev: _float32_args(cell, projects, batch_sizes, rev))
+    args = _backward_args(cell, x, sizes, ahead, back)
+    got = _bidirectional.backward_op(cell)(*args)
+    want = [_ops.backward_op(cell)(*args[3 + 10 * d:6 + 10 * d], args[0], sizes,
+                                   *args[6 + 10 * d:8 + 10 * d], True, *args[8 + 10 * d:13 + 10 * d],
+                                   d == 1) for d in range(2)]
+    torch.testing.assert_close(got[0], want[0][0] + want[1][0], rtol=1e-5, atol=1e-5)
+    for g, w in zip(got[1:], (*want[0][1:], *want[1][1:])):
+        torch.testing.assert_close(g, w, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("kind", OP_PAIRS)
+@pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
+def test_opcheck(case, kind) -> None:
     cell, projects, batch_sizes = case
     x, sizes, ahead, back = _both(lambda rev: _forward_args(cell, projects, batch_sizes,
                                                             reverse=rev))
-    torch.library.opcheck(_bidirectional.bidirectional_op(cell), (x, sizes, *ahead, *back))
+    torch.library.opcheck(OP_PAIRS[kind][0](cell), (x, sizes, *ahead, *back))
 
 
+@pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
+def test_opcheck_backward(case) -> None:
+    cell, projects, batch_sizes = case
+    x, sizes, ahead, back = _both(lambda rev: _forward_args(cell, projects, batch_sizes,
+                                                            reverse=rev))
+    torch.library.opcheck(_bidirectional.backward_op(cell),
+                          _backward_args(cell, x, sizes, ahead, back))
+
+
+@pytest.mark.parametrize("kind", OP_PAIRS)
 @pytest.mark.parametrize("cell", _ops.CELLS)
-def test_gradient_through_the_op(cell) -> None:
+def test_gradient_through_the_op(cell, kind) -> None:
+    """fp64 gradcheck: the fused backward op (forward op) or the reference math (inference
+    op, and any graph of the backward)."""
     x, sizes, ahead, back = _both(lambda rev: _forward_args(cell, False, [3, 2, 2, 1],
                                                             reverse=rev))
     tensors = [t for t in (x, *ahead, *back) if t is not None]
+    op, outputs = OP_PAIRS[kind][0](cell), 7 if kind == "forward" else 3
 
     def run(*values):
         it = iter(values)
         x_, *rest = [None if t is None else next(it) for t in (x, *ahead, *back)]
-        outputs = _bidirectional.bidirectional_op(cell)(x_, sizes, *rest)
-        return tuple(t for t in outputs if t.numel() > 0)
+        results = op(x_, sizes, *rest)
+        differentiable = (*results[:3], *results[outputs:outputs + 3])
+        return tuple(t for t in differentiable if t.numel() > 0)
 
     assert torch.autograd.gradcheck(run, tensors)
+    if kind == "forward":  # a graph of the backward: the reference math's
+        assert torch.autograd.gradgradcheck(run, tensors)
 
 
-def test_an_error_in_one_direction_reaches_the_caller(threads) -> None:
+@pytest.mark.parametrize("kind", OP_PAIRS)
+def test_an_error_in_one_direction_reaches_the_caller(kind, threads) -> None:
     x, sizes, ahead, back = _both(lambda rev: _float32_args("lstm", False, [], rev))
     bad_back = (back[0], back[1], back[2], back[3][:, :-1], *back[4:])
     with pytest.raises(RuntimeError, match="w_hh must have shape"):
         with torch.no_grad():
-            _bidirectional.bidirectional_op("lstm")(x, sizes, *ahead, *bad_back)
+            OP_PAIRS[kind][0]("lstm")(x, sizes, *ahead, *bad_back)
+
+
+def test_biases_in_one_direction_only_are_refused() -> None:
+    x, sizes, ahead, back = _both(lambda rev: _float32_args("gru", False, [], rev))
+    without_bias = (*back[:4], None, None, back[6])
+    with pytest.raises(RuntimeError, match="biases or neither"):
+        _bidirectional.forward_op("gru")(x, sizes, *ahead, *without_bias)
 
 
 @pytest.mark.parametrize("name", ["LSTM", "GRU", "RNN"])
-def test_modules_use_it_for_bidirectional_inference_only(name) -> None:
+def test_modules_use_them_for_bidirectional_layers(name) -> None:
     model = getattr(rnnkernels, f"Fused{name}")(8, 16, num_layers=2, bidirectional=True,
                                                backend="cpp")
     op = {"LSTM": "lstm", "GRU": "gru", "RNN": "rnn_tanh"}[name]
@@ -87,4 +149,4 @@ def test_modules_use_it_for_bidirectional_inference_only(name) -> None:
 
     with torch.no_grad():
         assert ops_called() == {f"rnnkernels.{op}_bidirectional_inference"}
-    assert ops_called() == {f"rnnkernels.{op}_layer_forward"}
+    assert ops_called() == {f"rnnkernels.{op}_bidirectional_forward"}
