@@ -134,5 +134,9 @@ def _run_stack(backend: str, cell: str, input: Tensor, batch_sizes: Tensor | Non
         layer_input = outputs[0] if directions == 1 else torch.cat(outputs, -1)
         if dropout > 0 and training and layer < num_layers - 1:
             layer_input = F.dropout(layer_input, dropout, training=True)
-    c_n = torch.stack(c_finals) if c_finals else None
-    return layer_input, torch.stack(h_finals), c_n
+    return layer_input, _stack(h_finals), _stack(c_finals) if c_finals else None
+
+
+def _stack(states: list[Tensor]) -> Tensor:
+    """[layers * directions, B, *] from each layer and direction's [B, *] final state."""
+    return states[0].unsqueeze(0) if len(states) == 1 else torch.stack(states)

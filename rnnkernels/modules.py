@@ -133,7 +133,8 @@ class _FusedSequence:
         return input, hx, is_batched
 
     def forward(self, input: Tensor | PackedSequence, hx: Any = None) -> tuple[Any, Any]:
-        self._update_flat_weights()
+        # nn's forward first refreshes _flat_weights, the list its kernels read; ours read
+        # every weight by attribute (_layer_weights), so that refresh is skipped.
         has_cell = self.mode == "LSTM"
         packed = isinstance(input, PackedSequence)
         is_batched = True
