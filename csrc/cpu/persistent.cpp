@@ -12,9 +12,11 @@
 namespace rnnk {
 namespace {
 
-// Multiply-adds per step that make another thread worth a barrier each step (~0.5 us of
-// waiting against ~1 us of work).
-constexpr int64_t kWorkPerThread = 1 << 15;
+// Multiply-adds per step that make another thread worth a barrier each step. Low: past
+// ~8K the step's recurrent weights (4 bytes each) outgrow one core's 32 KiB L1 and stream
+// from L2 every step, which cost more than the barrier (LSTM B=1 H=64, 64 KiB of weights:
+// ~3.1 -> ~1.8 us per step on two threads; GRU ~1.9 -> ~1.5; RNN H=128 ~2.9 -> ~2.2).
+constexpr int64_t kWorkPerThread = 1 << 12;
 
 template <typename Params>
 void run_for_this_cpu(const Params& params) {
