@@ -269,6 +269,19 @@ inline void cell_lanes(const Step& step, int64_t b, int64_t j, int64_t count) {
   }
 }
 
+// Asks for one row's input projections of units [j0, j0 + width) of each gate to come
+// into L2, a step before the gates read them: xg, written by one GEMM before the loop,
+// outgrows L2, and those reads missed (~15% of the gates' time at B=16 H=128).
+template <typename T>
+inline void prefetch_gate_inputs(const T* xg_row, int64_t H, int64_t j0, int64_t width, int G) {
+  constexpr int64_t kLine = 64 / sizeof(T);
+  for (int g = 0; g < G; ++g) {
+    for (int64_t j = 0; j < width; j += kLine) {
+      __builtin_prefetch(xg_row + g * H + j0 + j, /*read*/ 0, /*to L2*/ 2);
+    }
+  }
+}
+
 // h_n[b] = the output of row b's last step (rows keep h0 if they never ran).
 template <typename T>
 void gather_last_states(const SequenceForward<T>& p) {
@@ -350,6 +363,9 @@ void forward_sequence(const SequenceForward<T>& p) {
       for (int64_t r = 0; r < n; ++r) {
         const int64_t row = off + r;
         const T* state = h_in + r * H;
+        if (k + 1 < order.steps && r < order.rows[k + 1]) {
+          prefetch_gate_inputs(p.xg + (order.offsets[k + 1] + r) * GH, H, j0, width, G);
+        }
         if (keeps) {
           std::memcpy(p.h_prev + row * H + j0, state + j0, width * sizeof(T));
           if (kIsLstm) std::memcpy(p.c_prev + row * H + j0, p.c + r * H + j0, width * sizeof(T));
