@@ -10,6 +10,7 @@ import torch
 
 from . import report
 from .configs import Shape, parse_shape, standard_sweep
+from .per_step import per_step_us
 from .runner import MismatchError, run_case
 from .timing import gemm_ceiling
 
@@ -88,14 +89,17 @@ def main(argv: list[str] | None = None) -> int:
             except MismatchError as error:
                 print(f"ABORTED: {error}", file=sys.stderr)
                 return 1
+        step_us = per_step_us(device, args.repeats, args.budget)
         stem = args.name or f"bench-{device}"
         env = report.environment(device)
         print(f"\n{device}: {env['gpu'] or env['cpu']}, torch {env['torch']}, "
               f"{env['threads']} threads; GEMM ceiling "
               + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in ceilings.items()))
         print(report.table(rows))
+        if step_us is not None:
+            print(f"ours, LSTM B=1 H=64: {step_us:.2f} us per step (2T minus T steps, float32)")
         json_path = args.out_dir / f"{stem}.json"
-        report.write_json(json_path, env, ceilings, rows)
+        report.write_json(json_path, env, ceilings, rows, step_us)
         print(f"wrote {json_path}")
         if not args.no_plot:
             plot_path = args.out_dir / f"{stem}.png"
