@@ -1,11 +1,11 @@
 """Both directions of a bidirectional layer in one call: the ops
 ``rnnkernels::<cell>_bidirectional_forward``, ``_inference`` and ``_backward`` run the two
-directions at once (on the CPU each on its own thread, csrc/directions.h). The forward and inference ops take x, batch_sizes and then each
-direction's (h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr); they return each direction's outputs of
-the layer's forward op (output, h_n, c_n and what backward keeps) or inference op (output,
-h_n, c_n). The backward op is the forward op's first-order backward; as for the layer ops
-(_ops.py), a graph of the backward, forward mode and any gradient of the inference op come
-from the reference math.
+directions at once (on the CPU each on its own thread, csrc/directions.h). The forward and
+inference ops take x, batch_sizes and then each direction's (h0, c0, w_ih, w_hh, b_ih,
+b_hh, w_hr); they return each direction's outputs of the layer's forward op (output, h_n,
+c_n and what backward keeps) or inference op (output, h_n, c_n). The backward op is the
+forward op's first-order backward; as for the layer ops (_ops.py), a graph of the
+backward, forward mode and any gradient of the inference op come from the reference math.
 """
 
 from __future__ import annotations
