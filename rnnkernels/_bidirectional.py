@@ -27,15 +27,15 @@ _INFERENCE_OUTPUTS = 3  # per direction: output, h_n, c_n
 
 
 def forward_op(cell: str) -> Any:
-    return getattr(torch.ops.rnnkernels, f"{cell}_bidirectional_forward").default
+    return _ops.library_op(cell, "bidirectional_forward")
 
 
 def inference_op(cell: str) -> Any:
-    return getattr(torch.ops.rnnkernels, f"{cell}_bidirectional_inference").default
+    return _ops.library_op(cell, "bidirectional_inference")
 
 
 def backward_op(cell: str) -> Any:
-    return getattr(torch.ops.rnnkernels, f"{cell}_bidirectional_backward").default
+    return _ops.library_op(cell, "bidirectional_backward")
 
 
 def _make_fake(cell: str, outputs: int) -> Callable:

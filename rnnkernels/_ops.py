@@ -31,24 +31,29 @@ GATES = {"lstm": 4, "gru": 3, "rnn_tanh": 1, "rnn_relu": 1}
 SAVED = {"lstm": 4, "gru": 4, "rnn_tanh": 1, "rnn_relu": 1}
 
 
+def library_op(cell: str, kind: str) -> Any:
+    """The op ``rnnkernels::<cell>_<kind>`` (its default overload)."""
+    return getattr(torch.ops.rnnkernels, f"{cell}_{kind}").default
+
+
 def forward_op(cell: str) -> Any:
-    return getattr(torch.ops.rnnkernels, f"{cell}_layer_forward").default
+    return library_op(cell, "layer_forward")
 
 
 def inference_op(cell: str) -> Any:
-    return getattr(torch.ops.rnnkernels, f"{cell}_layer_inference").default
+    return library_op(cell, "layer_inference")
 
 
 def backward_op(cell: str) -> Any:
-    return getattr(torch.ops.rnnkernels, f"{cell}_layer_backward").default
+    return library_op(cell, "layer_backward")
 
 
 def cell_forward_op(cell: str) -> Any:
-    return getattr(torch.ops.rnnkernels, f"{cell}_cell_forward").default
+    return library_op(cell, "cell_forward")
 
 
 def cell_backward_op(cell: str) -> Any:
-    return getattr(torch.ops.rnnkernels, f"{cell}_cell_backward").default
+    return library_op(cell, "cell_backward")
 
 
 def _make_fake_forward(cell: str) -> Callable:
