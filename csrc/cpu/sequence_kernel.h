@@ -17,6 +17,7 @@
 #include <type_traits>
 
 #include "sequence.h"
+#include "spin_barrier.h"
 
 namespace rnnk {
 namespace CPU_CAPABILITY {
@@ -321,6 +322,7 @@ void forward_sequence(const SequenceForward<T>& p) {
   const int64_t rows_per_thread = GH + (keeps ? 0 : S * H);
   const auto scratch = uninitialized<T>((blocks + team_size) * B * G * W +
                                         team_size * rows_per_thread);
+  SpinBarrier step_done(team_size);
 
 #pragma omp parallel num_threads(team_size) if (team_size > 1)
   {
@@ -385,7 +387,7 @@ void forward_sequence(const SequenceForward<T>& p) {
         }
       }
       prev = k;
-#pragma omp barrier
+      step_done.wait(tid, team);
     }
   }
   gather_last_states(p);
@@ -405,6 +407,7 @@ void backward_sequence(const SequenceBackward<T>& p) {
   // Per thread: the step's dhg packed by chunk [chunk][B][KC], and a GEMM result [B][2][W].
   const int64_t per_thread = chunks * p.batch * KC + p.batch * 2 * W;
   const auto scratch = uninitialized<T>(team_size * per_thread);
+  SpinBarrier gates_done(team_size);
 
 #pragma omp parallel num_threads(team_size) if (team_size > 1)
   {
@@ -432,7 +435,7 @@ void backward_sequence(const SequenceBackward<T>& p) {
           cell_lanes<true, Cell>(step, 0, j, count);
         }
       }
-#pragma omp barrier
+      gates_done.wait(tid, team);
       // dh_{t-1} = dhg @ w_hh on this thread's columns, two blocks per tile where it can;
       // GRU adds the direct part z * dh that its gates left in dh.
       pack_rows_by_chunk(n, p.dhg + off * GH, GH, GH, KC, packed);
