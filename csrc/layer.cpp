@@ -268,7 +268,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> layer
     const std::optional<Tensor>& grad_c_n, const Tensor& x, at::IntArrayRef batch_sizes,
     const Tensor& w_ih, const Tensor& w_hh, bool has_bias, const std::optional<Tensor>& w_hr,
     const Tensor& saved, const Tensor& h_prev, const Tensor& c_prev, const Tensor& r_seq,
-    bool reverse) {
+    bool reverse, bool input_grad) {
   const Schedule sched = make_schedule(x, batch_sizes);
   const bool is_lstm = kind == CellKind::Lstm, is_gru = kind == CellKind::Gru;
   const bool projects = w_hr.has_value() && w_hr->defined();
@@ -303,7 +303,9 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> layer
   }
 
   const Tensor x2d = x.reshape({N, I});
-  Tensor dx = at::mm(dxg, w_ih).view(x.sizes());
+  // x's gradient is a GEMM as large as the input projection: skipped where x needs none
+  // (a first layer's input, usually).
+  Tensor dx = input_grad ? at::mm(dxg, w_ih).view(x.sizes()) : at::empty({0}, x.options());
   Tensor dw_ih = at::mm(dxg.t(), x2d);
   Tensor dw_hh = at::mm(dhg.t(), h_prev2d);
   Tensor db_ih = has_bias ? dxg.sum(0) : at::empty({0}, x.options());

@@ -29,7 +29,7 @@ layer_forward(CellKind kind, const at::Tensor& x, at::IntArrayRef batch_sizes,
               const std::optional<at::Tensor>& w_hr, bool reverse, bool for_backward);
 
 // Returns (dx, dh0, dc0 or empty, dw_ih, dw_hh, db_ih, db_hh, dw_hr); the bias
-// and projection gradients are empty when the layer has none.
+// and projection gradients are empty when the layer has none, dx without input_grad.
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor,
            at::Tensor>
 layer_backward(CellKind kind, const at::Tensor& grad_output, const at::Tensor& grad_h_n,
@@ -37,6 +37,6 @@ layer_backward(CellKind kind, const at::Tensor& grad_output, const at::Tensor& g
                at::IntArrayRef batch_sizes, const at::Tensor& w_ih, const at::Tensor& w_hh,
                bool has_bias, const std::optional<at::Tensor>& w_hr, const at::Tensor& saved,
                const at::Tensor& h_prev, const at::Tensor& c_prev, const at::Tensor& r_seq,
-               bool reverse);
+               bool reverse, bool input_grad);
 
 }  // namespace rnnk

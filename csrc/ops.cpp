@@ -72,15 +72,16 @@ auto backward_op(const at::Tensor& grad_output, const at::Tensor& grad_h_n,
                  at::IntArrayRef batch_sizes, const at::Tensor& w_ih, const at::Tensor& w_hh,
                  bool has_bias, const std::optional<at::Tensor>& w_hr, const at::Tensor& saved,
                  const at::Tensor& h_prev, const at::Tensor& c_prev, const at::Tensor& r_seq,
-                 bool reverse) {
+                 bool reverse, bool input_grad) {
   return layer_backward(K, grad_output, grad_h_n, grad_c_n, x, batch_sizes, w_ih, w_hh, has_bias,
-                        w_hr, saved, h_prev, c_prev, r_seq, reverse);
+                        w_hr, saved, h_prev, c_prev, r_seq, reverse, input_grad);
 }
 
 // The backward of both directions of a bidirectional layer trained through
 // both_directions<forward_op>, at once where it ran at once: each direction's arguments as
-// for backward_op but for x, batch_sizes and has_bias; returns the input's gradient (the
-// sum of the directions') and then each direction's gradients of its other inputs.
+// for backward_op but for x, batch_sizes, has_bias and input_grad; returns the input's
+// gradient (the sum of the directions') and then each direction's gradients of its other
+// inputs.
 template <CellKind K>
 auto bidirectional_backward_op(
     const at::Tensor& x, at::IntArrayRef batch_sizes, bool has_bias,
@@ -91,25 +92,26 @@ auto bidirectional_backward_op(
     const at::Tensor& grad_output_r, const at::Tensor& grad_h_n_r,
     const std::optional<at::Tensor>& grad_c_n_r, const at::Tensor& w_ih_r,
     const at::Tensor& w_hh_r, const std::optional<at::Tensor>& w_hr_r, const at::Tensor& saved_r,
-    const at::Tensor& h_prev_r, const at::Tensor& c_prev_r, const at::Tensor& r_seq_r) {
+    const at::Tensor& h_prev_r, const at::Tensor& c_prev_r, const at::Tensor& r_seq_r,
+    bool input_grad) {
   decltype(backward_op<K>(grad_output_f, grad_h_n_f, grad_c_n_f, x, batch_sizes, w_ih_f, w_hh_f,
-                          has_bias, w_hr_f, saved_f, h_prev_f, c_prev_f, r_seq_f, false))
-      results[2];
+                          has_bias, w_hr_f, saved_f, h_prev_f, c_prev_f, r_seq_f, false,
+                          input_grad)) results[2];
   const auto run = [&](int direction) {
     results[direction] =
         direction == 0
             ? backward_op<K>(grad_output_f, grad_h_n_f, grad_c_n_f, x, batch_sizes, w_ih_f,
                              w_hh_f, has_bias, w_hr_f, saved_f, h_prev_f, c_prev_f, r_seq_f,
-                             false)
+                             false, input_grad)
             : backward_op<K>(grad_output_r, grad_h_n_r, grad_c_n_r, x, batch_sizes, w_ih_r,
                              w_hh_r, has_bias, w_hr_r, saved_r, h_prev_r, c_prev_r, r_seq_r,
-                             true);
+                             true, input_grad);
   };
   run_both_directions(run, directions_concurrently(x));
   const auto& [dx_f, dh_f, dc_f, dw_ih_f, dw_hh_f, db_ih_f, db_hh_f, dw_hr_f] = results[0];
   const auto& [dx_r, dh_r, dc_r, dw_ih_r, dw_hh_r, db_ih_r, db_hh_r, dw_hr_r] = results[1];
-  return std::make_tuple(dx_f + dx_r, dh_f, dc_f, dw_ih_f, dw_hh_f, db_ih_f, db_hh_f, dw_hr_f,
-                         dh_r, dc_r, dw_ih_r, dw_hh_r, db_ih_r, db_hh_r, dw_hr_r);
+  return std::make_tuple(input_grad ? dx_f + dx_r : dx_f, dh_f, dc_f, dw_ih_f, dw_hh_f, db_ih_f,
+                         db_hh_f, dw_hr_f, dh_r, dc_r, dw_ih_r, dw_hh_r, db_ih_r, db_hh_r, dw_hr_r);
 }
 
 // One step of a cell (the nn.*Cell modules): the layer loop over a single step.
@@ -132,7 +134,8 @@ auto cell_backward_op(const at::Tensor& grad_h, const std::optional<at::Tensor>&
   auto [dx, dh, dc, dw_ih, dw_hh, db_ih, db_hh, dw_hr] = layer_backward(
       K, grad_h.unsqueeze(0), at::zeros_like(h), grad_c, x.unsqueeze(0), {}, w_ih, w_hh, has_bias,
       std::nullopt, saved.unsqueeze(0), h.unsqueeze(0),
-      c_prev.dim() == 2 ? c_prev.unsqueeze(0) : c_prev, at::empty({0}, x.options()), false);
+      c_prev.dim() == 2 ? c_prev.unsqueeze(0) : c_prev, at::empty({0}, x.options()), false,
+      /*input_grad=*/true);
   return std::make_tuple(dx.squeeze(0), dh, dc, dw_ih, dw_hh, db_ih, db_hh);
 }
 
@@ -163,7 +166,8 @@ constexpr const char* kBidirectionalBackwardSchema =
     "Tensor grad_output_f, Tensor grad_h_n_f, Tensor? grad_c_n_f, Tensor w_ih_f, Tensor w_hh_f, "
     "Tensor? w_hr_f, Tensor saved_f, Tensor h_prev_f, Tensor c_prev_f, Tensor r_seq_f, "
     "Tensor grad_output_r, Tensor grad_h_n_r, Tensor? grad_c_n_r, Tensor w_ih_r, Tensor w_hh_r, "
-    "Tensor? w_hr_r, Tensor saved_r, Tensor h_prev_r, Tensor c_prev_r, Tensor r_seq_r) -> "
+    "Tensor? w_hr_r, Tensor saved_r, Tensor h_prev_r, Tensor c_prev_r, Tensor r_seq_r, *, "
+    "bool input_grad=True) -> "
     "(Tensor grad_x, Tensor grad_h0_f, Tensor grad_c0_f, Tensor grad_w_ih_f, "
     "Tensor grad_w_hh_f, Tensor grad_b_ih_f, Tensor grad_b_hh_f, Tensor grad_w_hr_f, "
     "Tensor grad_h0_r, Tensor grad_c0_r, Tensor grad_w_ih_r, Tensor grad_w_hh_r, "
@@ -171,7 +175,7 @@ constexpr const char* kBidirectionalBackwardSchema =
 constexpr const char* kBackwardSchema =
     "_layer_backward(Tensor grad_output, Tensor grad_h_n, Tensor? grad_c_n, Tensor x, "
     "int[] batch_sizes, Tensor w_ih, Tensor w_hh, bool has_bias, Tensor? w_hr, Tensor saved, "
-    "Tensor h_prev, Tensor c_prev, Tensor r_seq, bool reverse) -> "
+    "Tensor h_prev, Tensor c_prev, Tensor r_seq, bool reverse, *, bool input_grad=True) -> "
     "(Tensor grad_x, Tensor grad_h0, Tensor grad_c0, Tensor grad_w_ih, Tensor grad_w_hh, "
     "Tensor grad_b_ih, Tensor grad_b_hh, Tensor grad_w_hr)";
 

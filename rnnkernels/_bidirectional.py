@@ -50,14 +50,15 @@ def _make_fake(cell: str, outputs: int) -> Callable:
     return fake
 
 
-def _fake_backward(x, batch_sizes, has_bias, *directions):
+def _fake_backward(x, batch_sizes, has_bias, *directions, input_grad=True):
     """Per direction the layer backward's fake results; one input gradient for both."""
     per = len(directions) // 2
     results = []
     for d in range(2):
         grad_output, grad_h_n, grad_c_n, w_ih, w_hh, w_hr, *kept = directions[d * per:(d + 1) * per]
         results.append(_ops._fake_backward(grad_output, grad_h_n, grad_c_n, x, batch_sizes, w_ih,
-                                           w_hh, has_bias, w_hr, *kept, d == 1))
+                                           w_hh, has_bias, w_hr, *kept, d == 1,
+                                           input_grad=input_grad))
     return (results[0][0], *results[0][1:], *results[1][1:])
 
 
@@ -124,8 +125,11 @@ def _make_forward_backward(cell: str) -> Callable:
                      else grad_c_n,
                      w_ih, w_hh, w_hr, saved, h_prev, c_prev, r_seq]
         has_bias = directions[4] is not None
-        grad_x, *rest = backward_op(cell)(x, ctx.batch_sizes, has_bias, *args)
-        return (grad_x, None, *[None if t is None else g for t, g in zip(directions, rest)])
+        input_grad = ctx.needs_input_grad[0]
+        grad_x, *rest = backward_op(cell)(x, ctx.batch_sizes, has_bias, *args,
+                                          input_grad=input_grad)
+        return (grad_x if input_grad else None, None,
+                *[None if t is None else g for t, g in zip(directions, rest)])
 
     return backward
 

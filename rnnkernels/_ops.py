@@ -84,10 +84,10 @@ def _make_fake_inference(cell: str) -> Callable:
 
 
 def _fake_backward(grad_output, grad_h_n, grad_c_n, x, batch_sizes, w_ih, w_hh, has_bias, w_hr,
-                   saved, h_prev, c_prev, r_seq, reverse):
+                   saved, h_prev, c_prev, r_seq, reverse, *, input_grad=True):
     bias_shape = (w_hh.shape[0],) if has_bias else (0,)
     return (
-        x.new_empty(x.shape),
+        x.new_empty(x.shape if input_grad else (0,)),
         grad_h_n.new_empty(grad_h_n.shape),
         grad_c_n.new_empty(grad_c_n.shape) if grad_c_n is not None else x.new_empty(0),
         w_ih.new_empty(w_ih.shape),
@@ -189,10 +189,13 @@ def _make_backward(cell: str) -> Callable:
             grad_h_n = grad_h_n if grad_h_n is not None else torch.zeros_like(h0)
             if c0 is not None and grad_c_n is None:
                 grad_c_n = torch.zeros_like(c0)
+            input_grad = ctx.needs_input_grad[0]
             grads = backward_op(cell)(
                 grad_output, grad_h_n, grad_c_n if c0 is not None else None, x, ctx.batch_sizes,
-                w_ih, w_hh, b_ih is not None, w_hr, saved, h_prev, c_prev, r_seq, ctx.reverse)
+                w_ih, w_hh, b_ih is not None, w_hr, saved, h_prev, c_prev, r_seq, ctx.reverse,
+                input_grad=input_grad)
             grads = [None if t is None else g for t, g in zip(inputs, grads)]
+            grads[0] = grads[0] if input_grad else None
         return _layer_op_gradients(grads)
 
     return backward
@@ -267,12 +270,13 @@ def _make_cell_jvp(cell: str) -> Callable:
 def _vmap_by_loop(op: Any) -> Callable:
     """vmap rule: run the op once per batch entry and stack (correct for any in_dims)."""
 
-    def rule(info: Any, in_dims: Sequence[int | None], *args: Any) -> tuple[tuple, tuple]:
+    def rule(info: Any, in_dims: Sequence[int | None], *args: Any,
+             **kwargs: Any) -> tuple[tuple, tuple]:
         results = []
         for index in range(info.batch_size):
             # in_dims holds an int for a batched tensor; None (or, for lists, a list) otherwise.
             sample = [a.select(d, index) if isinstance(d, int) else a for a, d in zip(args, in_dims)]
-            results.append(op(*sample))
+            results.append(op(*sample, **kwargs))
         stacked = tuple(torch.stack(parts) for parts in zip(*results))
         return stacked, (0,) * len(stacked)
 

@@ -88,13 +88,28 @@ def test_opcheck(case, kind) -> None:
     torch.library.opcheck(OP_PAIRS[kind][0](cell), (x, sizes, *ahead, *back))
 
 
+@pytest.mark.parametrize("input_grad", [True, False])
 @pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
-def test_opcheck_backward(case) -> None:
+def test_opcheck_backward(case, input_grad) -> None:
     cell, projects, batch_sizes = case
     x, sizes, ahead, back = _both(lambda rev: _forward_args(cell, projects, batch_sizes,
                                                             reverse=rev))
     torch.library.opcheck(_bidirectional.backward_op(cell),
-                          _backward_args(cell, x, sizes, ahead, back))
+                          _backward_args(cell, x, sizes, ahead, back), {"input_grad": input_grad})
+
+
+@pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
+def test_backward_without_input_grad(case) -> None:
+    """input_grad=False skips x's gradient (empty) and leaves the others as they were."""
+    cell, projects, batch_sizes = case
+    x, sizes, ahead, back = _both(lambda rev: _forward_args(cell, projects, batch_sizes,
+                                                            reverse=rev))
+    args = _backward_args(cell, x, sizes, ahead, back)
+    full = _bidirectional.backward_op(cell)(*args)
+    partial = _bidirectional.backward_op(cell)(*args, input_grad=False)
+    assert full[0].shape == x.shape and partial[0].shape == (0,)
+    for got, want in zip(partial[1:], full[1:]):
+        assert torch.equal(got, want)
 
 
 @pytest.mark.parametrize("kind", OP_PAIRS)

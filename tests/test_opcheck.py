@@ -59,11 +59,24 @@ def test_forward_op(case, reverse, op_of) -> None:
     torch.library.opcheck(op_of(cell), _forward_args(cell, projects, batch_sizes, reverse=reverse))
 
 
+@pytest.mark.parametrize("input_grad", [True, False])
 @pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c[0]}-proj{int(c[1])}-packed{int(bool(c[2]))}")
-def test_backward_op(case) -> None:
+def test_backward_op(case, input_grad) -> None:
     cell, projects, batch_sizes = case
     args = _backward_args(cell, _forward_args(cell, projects, batch_sizes))
-    torch.library.opcheck(_ops.backward_op(cell), args)
+    torch.library.opcheck(_ops.backward_op(cell), args, {"input_grad": input_grad})
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c[0]}-proj{int(c[1])}-packed{int(bool(c[2]))}")
+def test_backward_op_without_input_grad(case) -> None:
+    """input_grad=False skips x's gradient (empty) and leaves the others as they were."""
+    cell, projects, batch_sizes = case
+    args = _backward_args(cell, _forward_args(cell, projects, batch_sizes))
+    full = _ops.backward_op(cell)(*args)
+    partial = _ops.backward_op(cell)(*args, input_grad=False)
+    assert full[0].shape == args[3].shape and partial[0].shape == (0,)
+    for got, want in zip(partial[1:], full[1:]):
+        assert torch.equal(got, want)
 
 
 def test_fused_backward_matches_reference() -> None:

@@ -47,6 +47,18 @@ def test_standard_shape(backend, case, layers, bidirectional) -> None:
 
 @pytest.mark.parametrize("backend", CPU_BACKENDS)
 @pytest.mark.parametrize("case", SEQUENCE_CASES, ids=_ids)
+@pytest.mark.parametrize("bidirectional", [False, True], ids=["uni", "bi"])
+def test_input_without_grad(backend, case, bidirectional) -> None:
+    """The usual training call: only the parameters need gradients, so the first layer's
+    backward skips its input's."""
+    nn_class, kwargs = case
+    reference, fused = module_pair(nn_class, 6, 10, num_layers=2, bidirectional=bidirectional,
+                                   backend=backend, **kwargs)
+    assert_parity(reference, fused, [torch.randn(5, 3, 6), None])
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+@pytest.mark.parametrize("case", SEQUENCE_CASES, ids=_ids)
 @pytest.mark.parametrize("shape", [(1, 4, 3, 5), (7, 1, 3, 5), (9, 3, 11, 13)],
                          ids=["T=1", "B=1", "odd"])
 @pytest.mark.parametrize("with_hx", [True, False], ids=["hx", "no-hx"])
