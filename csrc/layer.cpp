@@ -9,6 +9,7 @@
 #include "persistent.h"
 #include "pointwise.h"
 #include "step_ops.h"
+#include "workspace.h"
 
 namespace rnnk {
 namespace {
@@ -224,7 +225,12 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> layer_forward
   // only xg + hg, both biases start the recurrent GEMM instead (a few vectors per step):
   // addmm would first copy b_ih into all N rows of xg.
   const bool bias_in_xg = b_ih.has_value() && !cell_sums_projections(kind);
-  const Tensor xg = bias_in_xg ? at::addmm(*b_ih, x2d, w_ih.t()) : at::mm(x2d, w_ih.t());
+  Tensor xg = scratch(Scratch::InputProjection, {sched.total, G * H}, x.options());
+  if (bias_in_xg) {
+    at::addmm_out(xg, *b_ih, x2d, w_ih.t());
+  } else {
+    at::mm_out(xg, x2d, w_ih.t());
+  }
   Tensor output = empty_like_rows(x, P);
   // Distinct empty tensors: outputs of an op must not alias one another.
   auto none = [&] { return at::empty({0}, x.options()); };
@@ -286,9 +292,9 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> layer
   const Tensor saved2d = saved.reshape({N, S * H}).contiguous();
   const Tensor h_prev2d = h_prev.reshape({N, P}).contiguous();
   const Tensor c_prev2d = is_lstm ? c_prev.reshape({N, H}).contiguous() : Tensor();
-  Tensor dxg = at::empty({N, G * H}, x.options());
+  Tensor dxg = scratch(Scratch::InputGateGrads, {N, G * H}, x.options());
   // GRU's recurrent-side gradient differs from the input side in the n gate.
-  Tensor dhg = is_gru ? at::empty({N, G * H}, x.options()) : dxg;
+  Tensor dhg = is_gru ? scratch(Scratch::HiddenGateGrads, {N, G * H}, x.options()) : dxg;
   Tensor dh = grad_h_n.contiguous().clone();  // [B, P]: dL/dh of each row's current step
   Tensor dc = is_lstm ? grad_c_n->contiguous().clone() : Tensor();  // [B, H]
   Tensor dh_seq = projects ? at::empty({N, P}, x.options()) : Tensor();

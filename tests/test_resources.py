@@ -79,3 +79,25 @@ def test_threads_get_the_sequential_results(backend) -> None:
     for index, want in enumerate(expected):
         for got, w in zip(results[index], want):
             assert torch.equal(got, w)
+
+
+@pytest.mark.skipif(not rnnkernels.backend_info()["compiled"]["cpp"],
+                    reason="the C++ extension is not built")
+def test_results_outlive_the_reused_scratch_buffers() -> None:
+    """Each thread reuses its scratch buffers (input projection, gate gradients) from call
+    to call: what one call returned must not change when later calls, larger, smaller or of
+    another cell, reuse them."""
+    torch.manual_seed(0)
+    x = torch.randn(5, 3, 6, requires_grad=True)
+    model = rnnkernels.FusedLSTM(6, 12, backend="cpp")
+    output, _ = model(x)
+    output.sum().backward()
+    results = [output.detach(), x.grad, *(p.grad for p in model.parameters())]
+    copies = [t.clone() for t in results]
+    for make, steps in ((rnnkernels.FusedGRU, 9), (rnnkernels.FusedLSTM, 2),
+                        (rnnkernels.FusedLSTM, 20)):
+        y = torch.randn(steps, 4, 6, requires_grad=True)
+        later, _ = make(6, 12, backend="cpp")(y)
+        later.sum().backward()
+    for got, want in zip(results, copies):
+        assert torch.equal(got, want)
