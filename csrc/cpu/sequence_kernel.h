@@ -315,8 +315,7 @@ void forward_sequence(const SequenceForward<T>& p) {
   const auto biases = uninitialized<T>(p.b_hh ? blocks * G * W : 0);
   // Per thread: its blocks' GEMM results [block][B][G][W], then one row of recurrent
   // projections [G*H] (only the thread's units touched) as the cell math reads them, then
-  // in inference one row [S*H] that takes the saved values and stays in L1, then the
-  // step's input states packed by K chunk [chunk][B][KC].
+  // in inference one row [S*H] that takes the saved values and stays in L1.
   // OpenMP may give a smaller team than asked (nested in another parallel region, a thread
   // limit): a team of `team` threads needs at most (blocks + team) block results in all.
   // RNN's single gate would give a tile one vector per row, its broadcasts outnumbering its
@@ -324,7 +323,7 @@ void forward_sequence(const SequenceForward<T>& p) {
   constexpr int64_t kGroup = G == 1 ? 2 : 1;  // hidden blocks per tile
   constexpr int64_t KC = panel_chunk<G * kGroup, T>();
   const bool keeps = p.saved != nullptr;
-  const int64_t rows_per_thread = GH + (keeps ? 0 : S * H) + (H + KC - 1) / KC * KC * B;
+  const int64_t rows_per_thread = GH + (keeps ? 0 : S * H);
   const auto scratch = uninitialized<T>((blocks + team_size) * B * G * W +
                                         team_size * rows_per_thread);
   SpinBarrier step_done(team_size);
@@ -341,7 +340,6 @@ void forward_sequence(const SequenceForward<T>& p) {
     T* tiles = scratch.get() + tid * (most_blocks * B * G * W + rows_per_thread);
     T* hg = tiles + most_blocks * B * G * W;
     T* discarded = hg + GH;
-    T* packed = discarded + (keeps ? 0 : S * H);
     const int64_t j0 = std::min(H, mine.first * W), width = std::min(H, mine.last * W) - j0;
     int64_t prev = -1;  // the last step that ran
     for (int64_t k = 0; k < order.steps; ++k) {
@@ -359,13 +357,7 @@ void forward_sequence(const SequenceForward<T>& p) {
         }
         h_in = joined.get();
       }
-      // Rows of h_in lie H floats apart (2 KiB at H=512), in few L1 sets: a tile of many
-      // rows (12 for RNN) missed on its broadcasts. Read them packed by K chunk instead.
-      PanelInput<T> states{h_in, H, KC};
-      if (n > 1) {
-        pack_rows_by_chunk(n, h_in, H, H, KC, packed);
-        states = {packed, KC, n * KC};
-      }
+      const PanelInput<T> states{h_in, H, KC};
       // The GEMM block by block (each block's weights stay in cache across the rows)...
       for (int64_t jb = mine.first; jb < mine.last; jb += kGroup) {
         const PanelStart<T> start{p.b_hh ? biases.get() + jb * G * W : nullptr, false};
