@@ -4,12 +4,11 @@
 // arrive goes on at once, the others after one cache-line transfer (~150 ns between this
 // machine's cores). libgomp's barrier costs them two transfers and a futex_wake call per
 // step: LSTM inference at B=1 H=64 takes ~15% less per step with this one (2.06 -> 1.71 us).
+// A thread still waiting after ~50 us sleeps on the counter (a futex) until it moves.
 #pragma once
 #include <algorithm>
 #include <atomic>
-#include <chrono>
 #include <memory>
-#include <thread>
 
 namespace rnnk {
 namespace CPU_CAPABILITY {
@@ -28,10 +27,17 @@ class SpinBarrier {
     Counter& mine = arrivals_[tid];
     const unsigned count = mine.count.load(std::memory_order_relaxed) + 1;
     mine.count.store(count, std::memory_order_release);
+    mine.count.notify_all();  // no system call unless a thread sleeps on it
     for (int other = 0; other < team; ++other) {
-      for (int spins = 0; ahead(arrivals_[other].count.load(std::memory_order_acquire), count);
-           ++spins) {
-        back_off(spins);
+      std::atomic<unsigned>& theirs = arrivals_[other].count;
+      int spins = 0;
+      for (unsigned seen; ahead(seen = theirs.load(std::memory_order_acquire), count);) {
+        if (spins < kPauses) {
+          ++spins;
+          pause();
+        } else {
+          theirs.wait(seen, std::memory_order_acquire);  // a futex: woken by the arrival
+        }
       }
     }
   }
@@ -44,20 +50,13 @@ class SpinBarrier {
   static bool ahead(unsigned count, unsigned target) {
     return static_cast<int>(target - count) > 0;
   }
-  // Spinning costs a core that may have other work: after ~50 us of pauses (far longer
-  // than a step) a waiting thread yields it, and after some more it sleeps, so that a team
-  // of more threads than free cores still makes progress without burning them.
-  static void back_off(int spins) {
-    constexpr int kPauses = 1 << 10, kYields = 1 << 6;
-    if (spins < kPauses) {
+  // ~50 us of pauses, far longer than a small step, before a waiting thread sleeps and
+  // leaves its core to others (a team of more threads than free cores).
+  static constexpr int kPauses = 1 << 10;
+  static void pause() {
 #if defined(__x86_64__) || defined(__i386__)
-      __builtin_ia32_pause();
+    __builtin_ia32_pause();
 #endif
-    } else if (spins < kPauses + kYields) {
-      std::this_thread::yield();
-    } else {
-      std::this_thread::sleep_for(std::chrono::microseconds(50));
-    }
   }
   std::unique_ptr<Counter[]> arrivals_;
 };
