@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         for shape, dtype_name in tqdm(todo, desc=f"benchmark on {device}", file=sys.stderr):
             try:
                 rows += run_case(shape, args.impls, device, DTYPES[dtype_name], args.modes,
-                                 args.repeats, args.budget, before[dtype_name])
+                                 args.repeats, args.budget)
             except MismatchError as error:
                 print(f"ABORTED: {error}", file=sys.stderr)
                 return 1
