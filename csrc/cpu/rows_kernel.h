@@ -4,6 +4,8 @@
 // at::vec and the cell math, so little inline code is compiled for a wider target.
 #include <ATen/cpu/vec/vec.h>
 
+#include <type_traits>
+
 #include "../cells/cells.h"
 #include "rows.h"
 
@@ -25,6 +27,39 @@ struct Math<at::vec::Vectorized<S>> {
   static V relu_grad(V h, V dh) { return V::blendv(V(0), dh, h > V(0)); }
 };
 
+// Two vectors of adjacent units computed side by side: the cell math is one long chain of
+// dependent operations (exp's polynomial, divides), and two independent chains interleaved
+// keep more of the core busy (1-3% off whole steps, e.g. LSTM B=16 H=128 training).
+template <typename S>
+struct VectorPair {
+  using V = at::vec::Vectorized<S>;
+  V lo, hi;
+  VectorPair(V lo_, V hi_) : lo(lo_), hi(hi_) {}
+  template <typename N, typename = std::enable_if_t<std::is_arithmetic_v<N>>>
+  explicit VectorPair(N value) : lo(S(value)), hi(S(value)) {}
+};
+
+#define RNNK_PAIR_OPERATOR(op)                                                        \
+  template <typename S>                                                               \
+  VectorPair<S> operator op(const VectorPair<S>& a, const VectorPair<S>& b) {         \
+    return {a.lo op b.lo, a.hi op b.hi};                                              \
+  }
+RNNK_PAIR_OPERATOR(+)
+RNNK_PAIR_OPERATOR(-)
+RNNK_PAIR_OPERATOR(*)
+RNNK_PAIR_OPERATOR(/)
+#undef RNNK_PAIR_OPERATOR
+
+template <typename S>
+struct Math<VectorPair<S>> {
+  using P = VectorPair<S>;
+  using M = Math<at::vec::Vectorized<S>>;
+  static P exp(P x) { return {M::exp(x.lo), M::exp(x.hi)}; }
+  static P tanh(P x) { return {M::tanh(x.lo), M::tanh(x.hi)}; }
+  static P relu(P x) { return {M::relu(x.lo), M::relu(x.hi)}; }
+  static P relu_grad(P h, P dh) { return {M::relu_grad(h.lo, dh.lo), M::relu_grad(h.hi, dh.hi)}; }
+};
+
 }  // namespace
 
 namespace CPU_CAPABILITY {
@@ -38,35 +73,46 @@ struct VectorLanes {
   static void store(T* p, Value v) { v.store(p); }
 };
 
-// Full vectors over the hidden units, then one unit at a time for the remainder.
-template <typename Step, typename Fn, typename TailFn>
-void each_unit(const Step& step, int64_t begin, int64_t end, const Fn& vector_fn,
-               const TailFn& scalar_fn, int64_t width) {
-  const int64_t vector_end = step.H - step.H % width;
-  for (int64_t b = begin; b < end; ++b) {
-    int64_t j = 0;
-    for (; j < vector_end; j += width) vector_fn(b, j);
-    for (; j < step.H; ++j) scalar_fn(b, j);
+// Two vectors' worth of adjacent units (see VectorPair).
+template <typename T>
+struct PairLanes {
+  using Elem = T;
+  using Value = VectorPair<T>;
+  static constexpr int64_t kHalf = at::vec::Vectorized<T>::size();
+  static Value load(const T* p) {
+    return {at::vec::Vectorized<T>::loadu(p), at::vec::Vectorized<T>::loadu(p + kHalf)};
   }
+  static void store(T* p, const Value& v) {
+    v.lo.store(p);
+    v.hi.store(p + kHalf);
+  }
+};
+
+// Runs the cell on units [begin, end) of row b: two vectors at a time, then one, then
+// one unit at a time (a partial last vector).
+template <bool Backward, typename Cell, typename Step>
+inline void cell_units(const Step& step, int64_t b, int64_t begin, int64_t end) {
+  using T = std::remove_const_t<std::remove_pointer_t<decltype(step.saved)>>;
+  const auto run = [&](auto lanes, int64_t j) {
+    using L = decltype(lanes);
+    if constexpr (Backward) {
+      Cell::template backward<L>(step, b, j);
+    } else {
+      Cell::template forward<L>(step, b, j);
+    }
+  };
+  constexpr int64_t kVector = at::vec::Vectorized<T>::size();
+  int64_t j = begin;
+  for (; j + 2 * kVector <= end; j += 2 * kVector) run(PairLanes<T>{}, j);
+  for (; j + kVector <= end; j += kVector) run(VectorLanes<T>{}, j);
+  for (; j < end; ++j) run(ScalarLanes<T>{}, j);
 }
 
 // The forward or backward pass of the cell `kind` over rows [begin, end).
 template <bool Backward, typename T, typename Step>
 void run_rows(CellKind kind, const Step& step, int64_t begin, int64_t end) {
   visit_cell(kind, [&](auto cell) {
-    using Cell = decltype(cell);
-    const auto apply = [&](auto lanes, int64_t b, int64_t j) {
-      using L = decltype(lanes);
-      if constexpr (Backward) {
-        Cell::template backward<L>(step, b, j);
-      } else {
-        Cell::template forward<L>(step, b, j);
-      }
-    };
-    each_unit(
-        step, begin, end, [&](int64_t b, int64_t j) { apply(VectorLanes<T>{}, b, j); },
-        [&](int64_t b, int64_t j) { apply(ScalarLanes<T>{}, b, j); },
-        at::vec::Vectorized<T>::size());
+    for (int64_t b = begin; b < end; ++b) cell_units<Backward, decltype(cell)>(step, b, 0, step.H);
   });
 }
 

@@ -13,9 +13,9 @@
 
 #include <algorithm>
 #include <cstring>
-#include <memory>
 #include <type_traits>
 
+#include "call_buffers.h"
 #include "sequence.h"
 #include "spin_barrier.h"
 
@@ -196,12 +196,6 @@ void copy_vectors(int64_t n, int C, T* compact, T* wide, int64_t ld, int64_t c_s
   }
 }
 
-// A buffer the kernel writes before it reads: no zero-filling of megabytes per call.
-template <typename T>
-std::unique_ptr<T[]> uninitialized(int64_t n) {
-  return std::unique_ptr<T[]>(new T[std::max<int64_t>(n, 1)]);
-}
-
 // Threads to ask OpenMP for: as many as given, but no more than there are hidden blocks.
 inline int team_for(int threads, int64_t blocks) {
   return static_cast<int>(std::clamp<int64_t>(threads, 1, std::max<int64_t>(blocks, 1)));
@@ -249,27 +243,6 @@ void pack_backward_block(const T* w_hh, int64_t H, int64_t GH, int64_t jb, T* pa
   }
 }
 
-// Runs the cell on units [j, j + count) of row b: one vector, or one unit at a time.
-template <bool Backward, typename Cell, typename Step>
-inline void cell_lanes(const Step& step, int64_t b, int64_t j, int64_t count) {
-  using T = std::remove_const_t<std::remove_pointer_t<decltype(step.saved)>>;
-  if (count == Vec<T>::size()) {
-    if constexpr (Backward) {
-      Cell::template backward<VectorLanes<T>>(step, b, j);
-    } else {
-      Cell::template forward<VectorLanes<T>>(step, b, j);
-    }
-    return;
-  }
-  for (int64_t unit = j; unit < j + count; ++unit) {
-    if constexpr (Backward) {
-      Cell::template backward<ScalarLanes<T>>(step, b, unit);
-    } else {
-      Cell::template forward<ScalarLanes<T>>(step, b, unit);
-    }
-  }
-}
-
 // Asks for one row's input projections of units [j0, j0 + width) of each gate to come
 // into L2, a step before the gates read them: xg, written by one GEMM before the loop,
 // outgrows L2, and those reads missed (~15% of the gates' time at B=16 H=128).
@@ -310,9 +283,6 @@ void forward_sequence(const SequenceForward<T>& p) {
   // read their input state from `joined`, assembled once by one thread.
   bool grows = false;
   for (int64_t k = 1; k < order.steps; ++k) grows = grows || order.rows[k] > order.rows[k - 1];
-  const auto joined = uninitialized<T>(grows ? B * H : 0);
-  const auto panels = uninitialized<T>(blocks * H * G * W);
-  const auto biases = uninitialized<T>(p.b_hh ? blocks * G * W : 0);
   // Per thread: its blocks' GEMM results [block][B][G][W], then one row of recurrent
   // projections [G*H] (only the thread's units touched) as the cell math reads them, then
   // in inference one row [S*H] that takes the saved values and stays in L1.
@@ -324,8 +294,12 @@ void forward_sequence(const SequenceForward<T>& p) {
   constexpr int64_t KC = panel_chunk<G * kGroup, T>();
   const bool keeps = p.saved != nullptr;
   const int64_t rows_per_thread = GH + (keeps ? 0 : S * H);
-  const auto scratch = uninitialized<T>((blocks + team_size) * B * G * W +
-                                        team_size * rows_per_thread);
+  // Written before read, none zero-filled: joined, panels, biases, the threads' scratch.
+  const CallBuffers<T> buffers({grows ? B * H : 0, blocks * H * G * W,
+                                p.b_hh ? blocks * G * W : 0,
+                                (blocks + team_size) * B * G * W + team_size * rows_per_thread});
+  T *const joined = buffers[0], *const panels = buffers[1], *const biases = buffers[2],
+           *const scratch = buffers[3];
   SpinBarrier step_done(team_size);
 
 #pragma omp parallel num_threads(team_size) if (team_size > 1)
@@ -333,11 +307,11 @@ void forward_sequence(const SequenceForward<T>& p) {
     const int tid = omp_get_thread_num(), team = omp_get_num_threads();
     const Blocks mine(blocks, tid, team);
     for (int64_t jb = mine.first; jb < mine.last; ++jb) {
-      pack_forward_block(p.w_hh, p.b_hh, H, G, jb, panels.get() + jb * H * G * W,
-                         p.b_hh ? biases.get() + jb * G * W : nullptr);
+      pack_forward_block(p.w_hh, p.b_hh, H, G, jb, panels + jb * H * G * W,
+                         p.b_hh ? biases + jb * G * W : nullptr);
     }
     const int64_t most_blocks = (blocks + team - 1) / team;
-    T* tiles = scratch.get() + tid * (most_blocks * B * G * W + rows_per_thread);
+    T* tiles = scratch + tid * (most_blocks * B * G * W + rows_per_thread);
     T* hg = tiles + most_blocks * B * G * W;
     T* discarded = hg + GH;
     const int64_t j0 = std::min(H, mine.first * W), width = std::min(H, mine.last * W) - j0;
@@ -352,20 +326,20 @@ void forward_sequence(const SequenceForward<T>& p) {
 #pragma omp single
         {
           const int64_t kept = order.rows[prev];
-          std::memcpy(joined.get(), p.output + order.offsets[prev] * H, kept * H * sizeof(T));
-          std::memcpy(joined.get() + kept * H, p.h0 + kept * H, (n - kept) * H * sizeof(T));
+          std::memcpy(joined, p.output + order.offsets[prev] * H, kept * H * sizeof(T));
+          std::memcpy(joined + kept * H, p.h0 + kept * H, (n - kept) * H * sizeof(T));
         }
-        h_in = joined.get();
+        h_in = joined;
       }
       const PanelInput<T> states{h_in, H, KC};
       // The GEMM block by block (each block's weights stay in cache across the rows)...
       for (int64_t jb = mine.first; jb < mine.last; jb += kGroup) {
-        const PanelStart<T> start{p.b_hh ? biases.get() + jb * G * W : nullptr, false};
+        const PanelStart<T> start{p.b_hh ? biases + jb * G * W : nullptr, false};
         T* out = tiles + (jb - mine.first) * B * G * W;  // [B][blocks of the tile][G][W]
         if (kGroup == 2 && jb + 1 < mine.last) {
-          panel_gemm<2, KC>(n, states, H, panels.get() + jb * H * W, W, H * W, out, start);
+          panel_gemm<2, KC>(n, states, H, panels + jb * H * W, W, H * W, out, start);
         } else {
-          panel_gemm<G, KC>(n, states, H, panels.get() + jb * H * G * W, G * W, W, out, start);
+          panel_gemm<G, KC>(n, states, H, panels + jb * H * G * W, G * W, W, out, start);
         }
       }
       // ...then the gates row by row, so the input projections and the outputs stream
@@ -393,8 +367,8 @@ void forward_sequence(const SequenceForward<T>& p) {
           for (int g = 0; g < G; ++g) {
             store_lanes(hg + g * H + j, Vec<T>::loadu(result + g * W), count);
           }
-          cell_lanes<false, Cell>(step, 0, j, count);
         }
+        cell_units<false, Cell>(step, 0, j0, j0 + width);
       }
       prev = k;
       step_done.wait(tid, team);
@@ -411,22 +385,23 @@ void backward_sequence(const SequenceBackward<T>& p) {
   const int64_t H = p.H, GH = G * H, blocks = (H + W - 1) / W;
   const StepOrder& order = p.order;
   const int team_size = team_for(p.threads, blocks);
-  const auto panels = uninitialized<T>(blocks * GH * W);
   constexpr int64_t KC = panel_chunk<2, T>();
   const int64_t chunks = (GH + KC - 1) / KC;
   // Per thread: the step's dhg packed by chunk [chunk][B][KC], and a GEMM result [B][2][W].
   const int64_t per_thread = chunks * p.batch * KC + p.batch * 2 * W;
-  const auto scratch = uninitialized<T>(team_size * per_thread);
+  const CallBuffers<T> buffers({blocks * GH * W, team_size * per_thread});
+  T *const panels = buffers[0], *const scratch = buffers[1];
   SpinBarrier gates_done(team_size);
 
 #pragma omp parallel num_threads(team_size) if (team_size > 1)
   {
     const int tid = omp_get_thread_num(), team = omp_get_num_threads();
     const Blocks mine(blocks, tid, team);
-    T* packed = scratch.get() + static_cast<size_t>(tid) * per_thread;
+    T* packed = scratch + static_cast<size_t>(tid) * per_thread;
     T* tile = packed + chunks * p.batch * KC;
+    const int64_t j0 = std::min(H, mine.first * W), width = std::min(H, mine.last * W) - j0;
     for (int64_t jb = mine.first; jb < mine.last; ++jb) {
-      pack_backward_block(p.w_hh, H, GH, jb, panels.get() + jb * GH * W);
+      pack_backward_block(p.w_hh, H, GH, jb, panels + jb * GH * W);
     }
     for (int64_t k = order.steps - 1; k >= 0; --k) {
       const int64_t n = order.rows[k], off = order.offsets[k];
@@ -442,8 +417,8 @@ void backward_sequence(const SequenceBackward<T>& p) {
           T* dh = step.dh + j;
           store_lanes(dh, load_lanes(dh, count) + load_lanes(p.grad_output + row * H + j, count),
                       count);
-          cell_lanes<true, Cell>(step, 0, j, count);
         }
+        cell_units<true, Cell>(step, 0, j0, j0 + width);
       }
       gates_done.wait(tid, team);
       // dh_{t-1} = dhg @ w_hh on this thread's columns, two blocks per tile where it can;
@@ -455,7 +430,7 @@ void backward_sequence(const SequenceBackward<T>& p) {
         const int C = jb + 1 < mine.last ? 2 : 1;
         const int64_t counts[2] = {std::min(W, H - j), C == 2 ? std::min(W, H - j - W) : 0};
         if (kIsGru) copy_vectors(n, C, tile, p.dh + j, H, W, counts, /*to_wide=*/false);
-        const T* panel = panels.get() + jb * GH * W;
+        const T* panel = panels + jb * GH * W;
         const PanelStart<T> start{nullptr, kIsGru};
         if (C == 2) {
           panel_gemm<2, KC>(n, dhg, GH, panel, W, GH * W, tile, start);
