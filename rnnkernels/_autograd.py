@@ -31,6 +31,18 @@ def _wants_autograd(args: tuple) -> bool:
     return torch._C._is_fwd_grad_enabled() and forward_ad._current_level >= 0
 
 
+def call_inference(op: Any, *args: Any) -> Any:
+    """``op(*args)`` for a call no gradient can flow through (the caller checked grad mode
+    and requires_grad). In eager mode, with no forward-mode level open, the Autograd kernel
+    registered below would only pass the call on, in Python (~40 us, 8-11% of a 100-step
+    B=1 H=64 inference): it is skipped. While torch.compile traces, the call goes through
+    the dispatcher as usual."""
+    if torch.compiler.is_compiling() or _wants_autograd(()):
+        return op(*args)
+    with torch._C._AutoDispatchBelowAutograd():
+        return op(*args)
+
+
 def register(op: Any, setup_context: Callable, backward: Callable, jvp: Callable) -> None:
     """Registers ``op``'s Autograd kernel: ``setup_context(ctx, inputs, output)`` saves what
     ``backward(ctx, *grads)`` needs (it must also save the inputs for forward mode with

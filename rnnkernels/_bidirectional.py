@@ -163,10 +163,12 @@ def fused_both_directions(cell: str, x: Tensor, batch_sizes: list[int], ahead: D
     """(output, h_n, c_n) of the forward (``ahead``) and the reverse (``back``) direction on
     the fused kernels, in one call: the forward op, whose autograd keeps what backward
     needs, where a gradient can flow, else the inference op."""
-    training = _ops.wants_grad(x, *ahead, *back)
-    op, outputs = ((forward_op(cell), _FORWARD_OUTPUTS) if training
-                   else (inference_op(cell), _INFERENCE_OUTPUTS))
-    results = op(x, batch_sizes, *ahead, *back)
+    if _ops.wants_grad(x, *ahead, *back):
+        outputs = _FORWARD_OUTPUTS
+        results = forward_op(cell)(x, batch_sizes, *ahead, *back)
+    else:
+        outputs = _INFERENCE_OUTPUTS
+        results = _autograd.call_inference(inference_op(cell), x, batch_sizes, *ahead, *back)
     return [(output, h_n, c_n if args[1] is not None else None)
             for (output, h_n, c_n), args in ((results[:3], ahead),
                                              (results[outputs:outputs + 3], back))]

@@ -312,9 +312,10 @@ def fused_layer(cell: str, x: Tensor, batch_sizes: list[int], h0: Tensor, c0: Te
     Calls no gradient can flow through run the inference op, which keeps nothing for
     backward."""
     args = (x, batch_sizes, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, reverse)
-    op = forward_op(cell) if wants_grad(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr) \
-        else inference_op(cell)
-    output, h_n, c_n, *_ = op(*args)
+    if wants_grad(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr):
+        output, h_n, c_n, *_ = forward_op(cell)(*args)
+    else:
+        output, h_n, c_n = _autograd.call_inference(inference_op(cell), *args)
     return output, h_n, (c_n if c0 is not None else None)
 
 

@@ -140,3 +140,19 @@ def test_forward_mode_ad_of_the_op_matches_reference(cell, kind) -> None:
                                                         w_ih)).tangent
     assert got is not None and got.abs().sum() > 0
     torch.testing.assert_close(got, want)
+
+
+@pytest.mark.parametrize("backend", NATIVE)
+@pytest.mark.parametrize("name", list(MODULES))
+def test_forward_mode_ad_through_modules_without_grad(name, backend) -> None:
+    """Under no_grad the modules run the inference ops without their Autograd kernel,
+    except while a forward-mode level is open: tangents must still come out."""
+    module, reference = _pair(name, backend)
+    x, tangent = (torch.randn(5, 2, 3, dtype=torch.float64) for _ in range(2))
+    tangents = []
+    for net in (module, reference):
+        with torch.no_grad(), forward_ad.dual_level():
+            output = net(forward_ad.make_dual(x, tangent))[0]
+            tangents.append(forward_ad.unpack_dual(output).tangent)
+    assert tangents[0] is not None and tangents[0].abs().sum() > 0
+    torch.testing.assert_close(tangents[0], tangents[1])
