@@ -109,7 +109,7 @@ inline void cell_units(const Step& step, int64_t b, int64_t begin, int64_t end) 
 }
 
 // The forward or backward pass of the cell `kind` over rows [begin, end).
-template <bool Backward, typename T, typename Step>
+template <bool Backward, typename Step>
 void run_rows(CellKind kind, const Step& step, int64_t begin, int64_t end) {
   visit_cell(kind, [&](auto cell) {
     for (int64_t b = begin; b < end; ++b) cell_units<Backward, decltype(cell)>(step, b, 0, step.H);
@@ -119,16 +119,16 @@ void run_rows(CellKind kind, const Step& step, int64_t begin, int64_t end) {
 }  // namespace
 
 void forward_rows(CellKind kind, const StepForward<float>& step, int64_t begin, int64_t end) {
-  run_rows<false, float>(kind, step, begin, end);
+  run_rows<false>(kind, step, begin, end);
 }
 void forward_rows(CellKind kind, const StepForward<double>& step, int64_t begin, int64_t end) {
-  run_rows<false, double>(kind, step, begin, end);
+  run_rows<false>(kind, step, begin, end);
 }
 void backward_rows(CellKind kind, const StepBackward<float>& step, int64_t begin, int64_t end) {
-  run_rows<true, float>(kind, step, begin, end);
+  run_rows<true>(kind, step, begin, end);
 }
 void backward_rows(CellKind kind, const StepBackward<double>& step, int64_t begin, int64_t end) {
-  run_rows<true, double>(kind, step, begin, end);
+  run_rows<true>(kind, step, begin, end);
 }
 
 }  // namespace CPU_CAPABILITY
