@@ -22,13 +22,19 @@ from torch.autograd.function import _SingleLevelFunction
 _LIB = torch.library.Library("rnnkernels", "IMPL")  # kept alive: it owns the registrations
 
 
+def _forward_mode_open() -> bool:
+    """Whether a dual level is open (torch.autograd.forward_ad or torch.func.jvp): then a
+    call's inputs may carry tangents."""
+    return torch._C._is_fwd_grad_enabled() and forward_ad._current_level >= 0
+
+
 def _wants_autograd(args: tuple) -> bool:
     """Whether a backward graph or forward-mode tangents may be needed for this call."""
     if torch.is_grad_enabled() and torch._C._any_requires_grad(*args):
         return True
-    # Any open dual level (torch.autograd.forward_ad or torch.func.jvp): let the Function
-    # look for tangents; it runs the plain forward when there are none.
-    return torch._C._is_fwd_grad_enabled() and forward_ad._current_level >= 0
+    # With a dual level open, let the Function look for tangents; it runs the plain
+    # forward when there are none.
+    return _forward_mode_open()
 
 
 def call_inference(op: Any, *args: Any) -> Any:
@@ -37,7 +43,7 @@ def call_inference(op: Any, *args: Any) -> Any:
     registered below would only pass the call on, in Python (~40 us, 8-11% of a 100-step
     B=1 H=64 inference): it is skipped. While torch.compile traces, the call goes through
     the dispatcher as usual."""
-    if torch.compiler.is_compiling() or _wants_autograd(()):
+    if torch.compiler.is_compiling() or _forward_mode_open():
         return op(*args)
     with torch._C._AutoDispatchBelowAutograd():
         return op(*args)
