@@ -84,10 +84,42 @@ print("ok")
 """
 
 
-def test_smaller_openmp_team_than_asked_for() -> None:
+def _run_child(code: str, **env: str) -> None:
     root = Path(__file__).resolve().parents[1]
-    env = {**os.environ, "OMP_THREAD_LIMIT": "1",
+    env = {**os.environ, **env,
            "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])}
-    child = subprocess.run([sys.executable, "-c", _SMALL_TEAM_CHILD], env=env, cwd=root,
+    child = subprocess.run([sys.executable, "-c", code], env=env, cwd=root,
                            capture_output=True, text=True, timeout=600)
     assert child.returncode == 0 and child.stdout.strip().endswith("ok"), child.stderr[-3000:]
+
+
+def test_smaller_openmp_team_than_asked_for() -> None:
+    _run_child(_SMALL_TEAM_CHILD, OMP_THREAD_LIMIT="1")
+
+
+# Four threads a core: the barrier's waiters give up their cores and sleep most steps, and
+# are woken by the late thread's arrival. A wake lost there would hang the team (the
+# child's timeout fails the test). H=128 is 8 blocks of 16 float lanes, one per thread
+# on two cores.
+_OVERSUBSCRIBED_CHILD = """
+import os
+import torch
+import rnnkernels
+torch.set_num_threads(4 * os.cpu_count())
+torch.manual_seed(0)
+for module in (rnnkernels.FusedLSTM, rnnkernels.FusedGRU):
+    fused = module(16, 128, backend="cpp")
+    reference = module(16, 128, backend="python")
+    reference.load_state_dict(fused.state_dict())
+    for _ in range(3):
+        x = torch.randn(300, 4, 16, requires_grad=True)
+        got, want = fused(x)[0], reference(x)[0]
+        torch.testing.assert_close(got, want, atol=1e-5, rtol=0)
+        grads = [torch.autograd.grad(out.square().sum(), x)[0] for out in (got, want)]
+        torch.testing.assert_close(grads[0], grads[1], atol=1e-4, rtol=0)
+print("ok")
+"""
+
+
+def test_more_threads_than_cores() -> None:
+    _run_child(_OVERSUBSCRIBED_CHILD)
