@@ -61,30 +61,29 @@ def test_float64_matches_reference_tightly(case, threads) -> None:
     assert_parity(reference, fused, [packed], atol=1e-12)
 
 
-# Run in a child with OMP_THREAD_LIMIT=1: torch still reports two threads, the kernels ask
-# OpenMP for two and get a team of one (as when called inside another parallel region).
-# The reference is our python backend: nn.LSTM itself (oneDNN) gives wrong bidirectional
-# outputs under OMP_THREAD_LIMIT=1 in torch 2.14.1 (off by ~0.5 here).
-_SMALL_TEAM_CHILD = """
+def _run_child(threads: str, sizes: tuple[int, int], bidirectional: bool,
+               x_shape: tuple[int, int, int], repeats: int, **env: str) -> None:
+    """In a child process (environment `env`, torch threads set by the code `threads`):
+    FusedLSTM and FusedGRU of `sizes` on the cpp backend against the python backend,
+    outputs and input gradients, `repeats` times."""
+    code = f"""
+import os
 import torch
 import rnnkernels
-torch.set_num_threads(2)
-assert torch.get_num_threads() == 2, torch.get_num_threads()
+{threads}
 torch.manual_seed(0)
 for module in (rnnkernels.FusedLSTM, rnnkernels.FusedGRU):
-    fused = module(24, 40, bidirectional=True, backend="cpp")
-    reference = module(24, 40, bidirectional=True, backend="python")
+    fused = module(*{sizes}, bidirectional={bidirectional}, backend="cpp")
+    reference = module(*{sizes}, bidirectional={bidirectional}, backend="python")
     reference.load_state_dict(fused.state_dict())
-    x = torch.randn(5, 48, 24, requires_grad=True)
-    got, want = fused(x)[0], reference(x)[0]
-    torch.testing.assert_close(got, want, atol=1e-5, rtol=0)
-    grads = [torch.autograd.grad(out.square().sum(), x)[0] for out in (got, want)]
-    torch.testing.assert_close(grads[0], grads[1], atol=1e-4, rtol=0)
+    for _ in range({repeats}):
+        x = torch.randn(*{x_shape}, requires_grad=True)
+        got, want = fused(x)[0], reference(x)[0]
+        torch.testing.assert_close(got, want, atol=1e-5, rtol=0)
+        grads = [torch.autograd.grad(out.square().sum(), x)[0] for out in (got, want)]
+        torch.testing.assert_close(grads[0], grads[1], atol=1e-4, rtol=0)
 print("ok")
 """
-
-
-def _run_child(code: str, **env: str) -> None:
     root = Path(__file__).resolve().parents[1]
     env = {**os.environ, **env,
            "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])}
@@ -94,32 +93,18 @@ def _run_child(code: str, **env: str) -> None:
 
 
 def test_smaller_openmp_team_than_asked_for() -> None:
-    _run_child(_SMALL_TEAM_CHILD, OMP_THREAD_LIMIT="1")
-
-
-# Four threads a core: the barrier's waiters give up their cores and sleep most steps, and
-# are woken by the late thread's arrival. A wake lost there would hang the team (the
-# child's timeout fails the test). H=128 is 8 blocks of 16 float lanes, one per thread
-# on two cores.
-_OVERSUBSCRIBED_CHILD = """
-import os
-import torch
-import rnnkernels
-torch.set_num_threads(4 * os.cpu_count())
-torch.manual_seed(0)
-for module in (rnnkernels.FusedLSTM, rnnkernels.FusedGRU):
-    fused = module(16, 128, backend="cpp")
-    reference = module(16, 128, backend="python")
-    reference.load_state_dict(fused.state_dict())
-    for _ in range(3):
-        x = torch.randn(300, 4, 16, requires_grad=True)
-        got, want = fused(x)[0], reference(x)[0]
-        torch.testing.assert_close(got, want, atol=1e-5, rtol=0)
-        grads = [torch.autograd.grad(out.square().sum(), x)[0] for out in (got, want)]
-        torch.testing.assert_close(grads[0], grads[1], atol=1e-4, rtol=0)
-print("ok")
-"""
+    # OMP_THREAD_LIMIT=1: torch still reports two threads, the kernels ask OpenMP for two
+    # and get a team of one (as when called inside another parallel region). The
+    # reference is our python backend: nn.LSTM itself (oneDNN) gives wrong bidirectional
+    # outputs under OMP_THREAD_LIMIT=1 in torch 2.14.1 (off by ~0.5 here).
+    threads = ("torch.set_num_threads(2)\n"
+               "assert torch.get_num_threads() == 2, torch.get_num_threads()")
+    _run_child(threads, (24, 40), True, (5, 48, 24), 1, OMP_THREAD_LIMIT="1")
 
 
 def test_more_threads_than_cores() -> None:
-    _run_child(_OVERSUBSCRIBED_CHILD)
+    # Four threads a core: the barrier's waiters give up their cores and sleep most steps,
+    # and are woken by the late thread's arrival. A wake lost there would hang the team
+    # (the child's timeout fails the test). H=128 is 8 blocks of 16 float lanes, one per
+    # thread on two cores.
+    _run_child("torch.set_num_threads(4 * os.cpu_count())", (16, 128), False, (300, 4, 16), 3)
