@@ -61,16 +61,19 @@ def test_float64_matches_reference_tightly(case, threads) -> None:
     assert_parity(reference, fused, [packed], atol=1e-12)
 
 
-def _run_child(threads: str, sizes: tuple[int, int], bidirectional: bool,
+def _run_child(threads: int, sizes: tuple[int, int], bidirectional: bool,
                x_shape: tuple[int, int, int], repeats: int, **env: str) -> None:
-    """In a child process (environment `env`, torch threads set by the code `threads`):
-    FusedLSTM and FusedGRU of `sizes` on the cpp backend against the python backend,
-    outputs and input gradients, `repeats` times."""
+    """In a child process (environment `env`) on at most two cores with `threads` torch
+    threads: FusedLSTM and FusedGRU of `sizes` on the cpp backend against the python
+    backend, outputs and input gradients, `repeats` times."""
     code = f"""
 import os
+if hasattr(os, "sched_setaffinity"):  # before torch starts any thread
+    os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[:2])
 import torch
 import rnnkernels
-{threads}
+torch.set_num_threads({threads})
+assert torch.get_num_threads() == {threads}, torch.get_num_threads()
 torch.manual_seed(0)
 for module in (rnnkernels.FusedLSTM, rnnkernels.FusedGRU):
     fused = module(*{sizes}, bidirectional={bidirectional}, backend="cpp")
@@ -97,14 +100,12 @@ def test_smaller_openmp_team_than_asked_for() -> None:
     # and get a team of one (as when called inside another parallel region). The
     # reference is our python backend: nn.LSTM itself (oneDNN) gives wrong bidirectional
     # outputs under OMP_THREAD_LIMIT=1 in torch 2.14.1 (off by ~0.5 here).
-    threads = ("torch.set_num_threads(2)\n"
-               "assert torch.get_num_threads() == 2, torch.get_num_threads()")
-    _run_child(threads, (24, 40), True, (5, 48, 24), 1, OMP_THREAD_LIMIT="1")
+    _run_child(2, (24, 40), True, (5, 48, 24), 1, OMP_THREAD_LIMIT="1")
 
 
 def test_more_threads_than_cores() -> None:
-    # Four threads a core: the barrier's waiters give up their cores and sleep most steps,
-    # and are woken by the late thread's arrival. A wake lost there would hang the team
-    # (the child's timeout fails the test). H=128 is 8 blocks of 16 float lanes, one per
-    # thread on two cores.
-    _run_child("torch.set_num_threads(4 * os.cpu_count())", (16, 128), False, (300, 4, 16), 3)
+    # Eight threads on two cores: the barrier's waiters give up their cores and sleep most
+    # steps, and are woken by the late thread's arrival. A wake lost there would hang the
+    # team (the child's timeout fails the test). H=128 is 8 blocks of 16 float lanes, one
+    # per thread.
+    _run_child(8, (16, 128), False, (300, 4, 16), 3)

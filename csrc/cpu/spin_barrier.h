@@ -38,9 +38,9 @@ class SpinBarrier {
     const unsigned count = mine.load(std::memory_order_relaxed) + 1;
     // Sequentially consistent, as a sleeper's sign-up and its last look at this count
     // are: either it sees this arrival and does not sleep, or this sees it and wakes it.
-    // (std::atomic::notify_all of libstdc++ 12 reads its own sleeper count the same way,
-    // but after a release store that count could be read first: a team hung for good,
-    // once, a thread asleep on a counter that had already moved.)
+    // (libstdc++ 12's std::atomic::notify_all skips the wake when it reads its own
+    // sleeper count as zero; after a mere release store, that read may come first. With
+    // it a team hung for good once here, a thread asleep on a counter that had moved.)
     mine.store(count, std::memory_order_seq_cst);
     if (sleepers_.count.load(std::memory_order_seq_cst) > 0) wake_all(mine);
     for (int other = 0; other < team; ++other) {
@@ -96,8 +96,8 @@ class SpinBarrier {
   static void wake_all(std::atomic<unsigned>&) {}
 #endif
 
-  // ~50 us of pauses, far longer than a small step, before a waiting thread sleeps and
-  // leaves its core to others (a team of more threads than free cores).
+  // ~50 us of pauses, far longer than a small step, before a waiting thread yields and
+  // sleeps, leaving its core to others (a team of more threads than free cores).
   static constexpr int kPauses = 1 << 10;
   static constexpr int kYields = 4;
   static void pause() {
