@@ -201,11 +201,15 @@ inline int team_for(int threads, int64_t blocks) {
   return static_cast<int>(std::clamp<int64_t>(threads, 1, std::max<int64_t>(blocks, 1)));
 }
 
-// Hidden blocks [first, last) of a thread in a team; blocks are W units wide.
+// Hidden blocks [first, last) of a thread in a team, blocks of W of the H units, and the
+// units they hold, [j0, j0 + width) (the last block may be partial).
 struct Blocks {
-  int64_t first, last;
-  Blocks(int64_t count, int tid, int team)
-      : first(count * tid / team), last(count * (tid + 1) / team) {}
+  int64_t first, last, j0, width;
+  Blocks(int64_t H, int64_t W, int tid, int team)
+      : first((H + W - 1) / W * tid / team),
+        last((H + W - 1) / W * (tid + 1) / team),
+        j0(std::min(H, first * W)),
+        width(std::min(H, last * W) - j0) {}
 };
 
 // Forward panel of block jb: panel[(k * G + g) * W + lane] = w_hh[g*H + jb*W + lane][k],
@@ -305,7 +309,7 @@ void forward_sequence(const SequenceForward<T>& p) {
 #pragma omp parallel num_threads(team_size) if (team_size > 1)
   {
     const int tid = omp_get_thread_num(), team = omp_get_num_threads();
-    const Blocks mine(blocks, tid, team);
+    const Blocks mine(H, W, tid, team);
     for (int64_t jb = mine.first; jb < mine.last; ++jb) {
       pack_forward_block(p.w_hh, p.b_hh, H, G, jb, panels + jb * H * G * W,
                          p.b_hh ? biases + jb * G * W : nullptr);
@@ -314,7 +318,6 @@ void forward_sequence(const SequenceForward<T>& p) {
     T* tiles = scratch + tid * (most_blocks * B * G * W + rows_per_thread);
     T* hg = tiles + most_blocks * B * G * W;
     T* discarded = hg + GH;
-    const int64_t j0 = std::min(H, mine.first * W), width = std::min(H, mine.last * W) - j0;
     int64_t prev = -1;  // the last step that ran
     for (int64_t k = 0; k < order.steps; ++k) {
       const int64_t n = order.rows[k], off = order.offsets[k];
@@ -352,19 +355,22 @@ void forward_sequence(const SequenceForward<T>& p) {
         // where they outgrow it: LSTM H=512 inference took 2.5-3.5% longer, the
         // classifier's 28x128x28x256 2-layer inference 5.7%.)
         if (r + 1 < n) {
-          prefetch_gate_inputs(p.xg + (row + 1) * GH, H, j0, width, G);
+          prefetch_gate_inputs(p.xg + (row + 1) * GH, H, mine.j0, mine.width, G);
         } else if (k + 1 < order.steps && order.rows[k + 1] > 0) {
-          prefetch_gate_inputs(p.xg + order.offsets[k + 1] * GH, H, j0, width, G);
+          prefetch_gate_inputs(p.xg + order.offsets[k + 1] * GH, H, mine.j0, mine.width, G);
         }
         if (keeps) {
-          std::memcpy(p.h_prev + row * H + j0, state + j0, width * sizeof(T));
-          if (kIsLstm) std::memcpy(p.c_prev + row * H + j0, p.c + r * H + j0, width * sizeof(T));
+          std::memcpy(p.h_prev + row * H + mine.j0, state + mine.j0, mine.width * sizeof(T));
+          if (kIsLstm) {
+            std::memcpy(p.c_prev + row * H + mine.j0, p.c + r * H + mine.j0,
+                        mine.width * sizeof(T));
+          }
         }
         const StepForward<T> step{p.xg + row * GH, hg, p.output + row * H,
                                   kIsLstm ? p.c + r * H : nullptr,
                                   keeps ? p.saved + row * S * H : discarded, H};
         // GRU reads h_{t-1} where it writes h_t.
-        if (kIsGru) std::memcpy(step.h + j0, state + j0, width * sizeof(T));
+        if (kIsGru) std::memcpy(step.h + mine.j0, state + mine.j0, mine.width * sizeof(T));
         for (int64_t jb = mine.first; jb < mine.last; ++jb) {
           const int64_t j = jb * W, count = std::min(W, H - j);
           const int64_t first = mine.first + (jb - mine.first) / kGroup * kGroup;  // its tile's
@@ -374,7 +380,7 @@ void forward_sequence(const SequenceForward<T>& p) {
             store_lanes(hg + g * H + j, Vec<T>::loadu(result + g * W), count);
           }
         }
-        cell_units<false, Cell>(step, 0, j0, j0 + width);
+        cell_units<false, Cell>(step, 0, mine.j0, mine.j0 + mine.width);
       }
       prev = k;
       step_done.wait(tid, team);
@@ -402,10 +408,9 @@ void backward_sequence(const SequenceBackward<T>& p) {
 #pragma omp parallel num_threads(team_size) if (team_size > 1)
   {
     const int tid = omp_get_thread_num(), team = omp_get_num_threads();
-    const Blocks mine(blocks, tid, team);
+    const Blocks mine(H, W, tid, team);
     T* packed = scratch + static_cast<size_t>(tid) * per_thread;
     T* tile = packed + chunks * p.batch * KC;
-    const int64_t j0 = std::min(H, mine.first * W), width = std::min(H, mine.last * W) - j0;
     for (int64_t jb = mine.first; jb < mine.last; ++jb) {
       pack_backward_block(p.w_hh, H, GH, jb, panels + jb * GH * W);
     }
@@ -424,7 +429,7 @@ void backward_sequence(const SequenceBackward<T>& p) {
           store_lanes(dh, load_lanes(dh, count) + load_lanes(p.grad_output + row * H + j, count),
                       count);
         }
-        cell_units<true, Cell>(step, 0, j0, j0 + width);
+        cell_units<true, Cell>(step, 0, mine.j0, mine.j0 + mine.width);
       }
       gates_done.wait(tid, team);
       // dh_{t-1} = dhg @ w_hh on this thread's columns, two blocks per tile where it can;
