@@ -61,6 +61,33 @@ def test_float64_matches_reference_tightly(case, threads) -> None:
     assert_parity(reference, fused, [packed], atol=1e-12)
 
 
+@pytest.mark.parametrize("case", CELLS, ids=lambda c: c[0].__name__ + "-".join(c[1].values()))
+@pytest.mark.parametrize("hidden", [40, 48, 112])
+@pytest.mark.parametrize("batch", [1, 16])
+def test_same_bits_on_one_and_two_threads(case, hidden, batch) -> None:
+    # 40, 48 and 112 float units are 3, 3 and 7 blocks of 16: a team of two splits them
+    # unevenly, and a tile of two blocks could pair different blocks on one thread than
+    # on two (RNN's forward tiles and every backward tile take two, and a tile of one
+    # block sums in another order at B=1); the results must not depend on the team.
+    nn_class, kwargs = case
+    torch.manual_seed(0)
+    fused = FUSED_OF[nn_class](20, hidden, backend="cpp", **kwargs)
+    x = torch.randn(30, batch, 20, requires_grad=True)
+
+    def run(threads: int) -> list[torch.Tensor]:
+        before = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        try:
+            output = fused(x)[0]
+            tensors = [x, *fused.parameters()]
+            return [output, *torch.autograd.grad(output.square().sum(), tensors)]
+        finally:
+            torch.set_num_threads(before)
+
+    for one, two in zip(run(1), run(2)):
+        assert torch.equal(one, two)
+
+
 def _run_child(threads: int, sizes: tuple[int, int], bidirectional: bool,
                x_shape: tuple[int, int, int], repeats: int, **env: str) -> None:
     """In a child process (environment `env`) on at most two cores with `threads` torch

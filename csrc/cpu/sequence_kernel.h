@@ -196,18 +196,32 @@ void copy_vectors(int64_t n, int C, T* compact, T* wide, int64_t ld, int64_t c_s
   }
 }
 
-// Threads to ask OpenMP for: as many as given, but no more than there are hidden blocks.
-inline int team_for(int threads, int64_t blocks) {
-  return static_cast<int>(std::clamp<int64_t>(threads, 1, std::max<int64_t>(blocks, 1)));
-}
+// The hidden blocks (W of the H units each) split among a team in runs of `group`, the
+// blocks one GEMM tile takes: every tile then holds the same blocks whatever the team's
+// size, and the results do not depend on the number of threads (a tile of one block sums
+// in a different order than a tile of two, at B=1 for example).
+struct BlockSplit {
+  int64_t blocks, group, runs;
+  BlockSplit(int64_t H, int64_t W, int64_t group_)
+      : blocks((H + W - 1) / W), group(group_), runs((blocks + group_ - 1) / group_) {}
+  // Threads to ask OpenMP for: as many as given, but no more than there are runs.
+  int team_for(int threads) const {
+    return static_cast<int>(std::clamp<int64_t>(threads, 1, std::max<int64_t>(runs, 1)));
+  }
+  // The most blocks a thread of a team of `team` holds.
+  int64_t most(int team) const { return (runs + team - 1) / team * group; }
+  // At least team * most(team) for any team up to `team` (OpenMP may give fewer threads
+  // than asked: nested in another parallel region, a thread limit).
+  int64_t most_in_all(int team) const { return (runs + team) * group; }
+};
 
-// Hidden blocks [first, last) of a thread in a team, blocks of W of the H units, and the
-// units they hold, [j0, j0 + width) (the last block may be partial).
+// Hidden blocks [first, last) of thread `tid` in a team, and the units they hold,
+// [j0, j0 + width) (the last block may be partial).
 struct Blocks {
   int64_t first, last, j0, width;
-  Blocks(int64_t H, int64_t W, int tid, int team)
-      : first((H + W - 1) / W * tid / team),
-        last((H + W - 1) / W * (tid + 1) / team),
+  Blocks(const BlockSplit& split, int64_t H, int64_t W, int tid, int team)
+      : first(std::min(split.runs * tid / team * split.group, split.blocks)),
+        last(std::min(split.runs * (tid + 1) / team * split.group, split.blocks)),
         j0(std::min(H, first * W)),
         width(std::min(H, last * W) - j0) {}
 };
@@ -279,9 +293,14 @@ void forward_sequence(const SequenceForward<T>& p) {
   constexpr int G = Cell::kGates, S = Cell::kSaved;
   constexpr int64_t W = Vec<T>::size();
   constexpr bool kIsLstm = std::is_same_v<Cell, LstmCell>, kIsGru = std::is_same_v<Cell, GruCell>;
-  const int64_t H = p.H, GH = G * H, B = p.batch, blocks = (H + W - 1) / W;
+  // RNN's single gate would give a tile one vector per row, its broadcasts outnumbering its
+  // FMAs: its tiles take two blocks at once (as the backward's do).
+  constexpr int64_t kGroup = G == 1 ? 2 : 1;  // hidden blocks per tile
+  const int64_t H = p.H, GH = G * H, B = p.batch;
+  const BlockSplit split(H, W, kGroup);
+  const int64_t blocks = split.blocks;
   const StepOrder& order = p.order;
-  const int team_size = team_for(p.threads, blocks);
+  const int team_size = split.team_for(p.threads);
 
   // Rows that join mid-sequence (a reversed packed batch grows) start from h0: such steps
   // read their input state from `joined`, assembled once by one thread.
@@ -290,18 +309,14 @@ void forward_sequence(const SequenceForward<T>& p) {
   // Per thread: its blocks' GEMM results [block][B][G][W], then one row of recurrent
   // projections [G*H] (only the thread's units touched) as the cell math reads them, then
   // in inference one row [S*H] that takes the saved values and stays in L1.
-  // OpenMP may give a smaller team than asked (nested in another parallel region, a thread
-  // limit): a team of `team` threads needs at most (blocks + team) block results in all.
-  // RNN's single gate would give a tile one vector per row, its broadcasts outnumbering its
-  // FMAs: its tiles take two blocks at once (as the backward's do).
-  constexpr int64_t kGroup = G == 1 ? 2 : 1;  // hidden blocks per tile
   constexpr int64_t KC = panel_chunk<G * kGroup, T>();
   const bool keeps = p.saved != nullptr;
   const int64_t rows_per_thread = GH + (keeps ? 0 : S * H);
   // Written before read, none zero-filled: joined, panels, biases, the threads' scratch.
   const CallBuffers<T> buffers({grows ? B * H : 0, blocks * H * G * W,
                                 p.b_hh ? blocks * G * W : 0,
-                                (blocks + team_size) * B * G * W + team_size * rows_per_thread});
+                                split.most_in_all(team_size) * B * G * W +
+                                    team_size * rows_per_thread});
   T *const joined = buffers[0], *const panels = buffers[1], *const biases = buffers[2],
            *const scratch = buffers[3];
   SpinBarrier step_done(team_size);
@@ -309,12 +324,12 @@ void forward_sequence(const SequenceForward<T>& p) {
 #pragma omp parallel num_threads(team_size) if (team_size > 1)
   {
     const int tid = omp_get_thread_num(), team = omp_get_num_threads();
-    const Blocks mine(H, W, tid, team);
+    const Blocks mine(split, H, W, tid, team);
     for (int64_t jb = mine.first; jb < mine.last; ++jb) {
       pack_forward_block(p.w_hh, p.b_hh, H, G, jb, panels + jb * H * G * W,
                          p.b_hh ? biases + jb * G * W : nullptr);
     }
-    const int64_t most_blocks = (blocks + team - 1) / team;
+    const int64_t most_blocks = split.most(team);
     T* tiles = scratch + tid * (most_blocks * B * G * W + rows_per_thread);
     T* hg = tiles + most_blocks * B * G * W;
     T* discarded = hg + GH;
@@ -394,9 +409,11 @@ void backward_sequence(const SequenceBackward<T>& p) {
   constexpr int G = Cell::kGates, S = Cell::kSaved;
   constexpr int64_t W = Vec<T>::size();
   constexpr bool kIsLstm = std::is_same_v<Cell, LstmCell>, kIsGru = std::is_same_v<Cell, GruCell>;
-  const int64_t H = p.H, GH = G * H, blocks = (H + W - 1) / W;
+  const int64_t H = p.H, GH = G * H;
+  const BlockSplit split(H, W, /*group=*/2);  // dh tiles take two blocks where they can
+  const int64_t blocks = split.blocks;
   const StepOrder& order = p.order;
-  const int team_size = team_for(p.threads, blocks);
+  const int team_size = split.team_for(p.threads);
   constexpr int64_t KC = panel_chunk<2, T>();
   const int64_t chunks = (GH + KC - 1) / KC;
   // Per thread: the step's dhg packed by chunk [chunk][B][KC], and a GEMM result [B][2][W].
@@ -408,7 +425,7 @@ void backward_sequence(const SequenceBackward<T>& p) {
 #pragma omp parallel num_threads(team_size) if (team_size > 1)
   {
     const int tid = omp_get_thread_num(), team = omp_get_num_threads();
-    const Blocks mine(H, W, tid, team);
+    const Blocks mine(split, H, W, tid, team);
     T* packed = scratch + static_cast<size_t>(tid) * per_thread;
     T* tile = packed + chunks * p.batch * KC;
     for (int64_t jb = mine.first; jb < mine.last; ++jb) {
