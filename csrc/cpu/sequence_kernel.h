@@ -201,9 +201,10 @@ void copy_vectors(int64_t n, int C, T* compact, T* wide, int64_t ld, int64_t c_s
 // size, and the results do not depend on the number of threads (a tile of one block sums
 // in a different order than a tile of two, at B=1 for example).
 struct BlockSplit {
-  int64_t blocks, group, runs;
-  BlockSplit(int64_t H, int64_t W, int64_t group_)
-      : blocks((H + W - 1) / W), group(group_), runs((blocks + group_ - 1) / group_) {}
+  int64_t H, W, blocks, group, runs;
+  BlockSplit(int64_t H_, int64_t W_, int64_t group_)
+      : H(H_), W(W_), blocks((H_ + W_ - 1) / W_), group(group_),
+        runs((blocks + group_ - 1) / group_) {}
   // Threads to ask OpenMP for: as many as given, but no more than there are runs.
   int team_for(int threads) const {
     return static_cast<int>(std::clamp<int64_t>(threads, 1, std::max<int64_t>(runs, 1)));
@@ -219,11 +220,11 @@ struct BlockSplit {
 // [j0, j0 + width) (the last block may be partial).
 struct Blocks {
   int64_t first, last, j0, width;
-  Blocks(const BlockSplit& split, int64_t H, int64_t W, int tid, int team)
+  Blocks(const BlockSplit& split, int tid, int team)
       : first(std::min(split.runs * tid / team * split.group, split.blocks)),
         last(std::min(split.runs * (tid + 1) / team * split.group, split.blocks)),
-        j0(std::min(H, first * W)),
-        width(std::min(H, last * W) - j0) {}
+        j0(std::min(split.H, first * split.W)),
+        width(std::min(split.H, last * split.W) - j0) {}
 };
 
 // Forward panel of block jb: panel[(k * G + g) * W + lane] = w_hh[g*H + jb*W + lane][k],
@@ -324,7 +325,7 @@ void forward_sequence(const SequenceForward<T>& p) {
 #pragma omp parallel num_threads(team_size) if (team_size > 1)
   {
     const int tid = omp_get_thread_num(), team = omp_get_num_threads();
-    const Blocks mine(split, H, W, tid, team);
+    const Blocks mine(split, tid, team);
     for (int64_t jb = mine.first; jb < mine.last; ++jb) {
       pack_forward_block(p.w_hh, p.b_hh, H, G, jb, panels + jb * H * G * W,
                          p.b_hh ? biases + jb * G * W : nullptr);
@@ -425,7 +426,7 @@ void backward_sequence(const SequenceBackward<T>& p) {
 #pragma omp parallel num_threads(team_size) if (team_size > 1)
   {
     const int tid = omp_get_thread_num(), team = omp_get_num_threads();
-    const Blocks mine(split, H, W, tid, team);
+    const Blocks mine(split, tid, team);
     T* packed = scratch + static_cast<size_t>(tid) * per_thread;
     T* tile = packed + chunks * p.batch * KC;
     for (int64_t jb = mine.first; jb < mine.last; ++jb) {
