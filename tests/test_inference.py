@@ -1,7 +1,7 @@
 """The inference op (a layer's forward that keeps nothing for backward): the same outputs as
 the training forward on every path (the CPU's persistent kernels, the ATen step loop of the
-projected LSTM, packed and reversed), chosen by the modules exactly when no gradient can
-flow, and still correctly differentiable if a caller asks for a gradient anyway. (Its
+projected LSTM, packed and reversed), chosen by the modules (and by the cells, over one
+step) exactly when no gradient can flow, and still correctly differentiable if a caller asks for a gradient anyway. (Its
 opcheck runs with the other forward op's in test_opcheck.py.)"""
 
 from __future__ import annotations
@@ -88,3 +88,28 @@ def test_modules_run_inference_exactly_when_no_gradient_can_flow(cell_name) -> N
     model.requires_grad_(False)
     assert ops_called(x) == {layer + "inference"}
     assert ops_called(x.requires_grad_()) == {layer + "forward"}
+
+
+@pytest.mark.parametrize("cell_name", ["LSTMCell", "GRUCell", "RNNCell"])
+def test_cells_step_on_the_inference_op_exactly_when_no_gradient_can_flow(cell_name) -> None:
+    fused = getattr(rnnkernels, f"Fused{cell_name}")(6, 10, backend="cpp")
+    reference = getattr(torch.nn, cell_name)(6, 10)
+    reference.load_state_dict(fused.state_dict())
+    op = {"LSTMCell": "lstm", "GRUCell": "gru", "RNNCell": "rnn_tanh"}[cell_name]
+    x = torch.randn(4, 6)
+
+    def ops_called(inputs: torch.Tensor) -> set[str]:
+        with _RecordOps() as recorder:
+            fused(inputs)
+        return {n for n in recorder.names if n.startswith("rnnkernels.")}
+
+    def states(out) -> tuple:  # (h,) or LSTM's (h, c)
+        return out if isinstance(out, tuple) else (out,)
+
+    with torch.no_grad():
+        assert ops_called(x) == {f"rnnkernels.{op}_layer_inference"}
+        for inputs in (x, x[0]):  # batched and unbatched
+            for got, want in zip(states(fused(inputs)), states(reference(inputs))):
+                assert got.shape == want.shape
+                torch.testing.assert_close(got, want, atol=1e-5, rtol=0)
+    assert ops_called(x) == {f"rnnkernels.{op}_cell_forward"}  # the weights require grad
