@@ -32,6 +32,9 @@ def case_table(doc: dict) -> str:
     return "\n".join(lines)
 
 
+_CELL_NAMES = {"lstm": "LSTM", "gru": "GRU", "rnn_tanh": "RNN"}
+
+
 def _geomean(values: list[float]) -> float:
     return math.exp(sum(math.log(v) for v in values) / len(values)) if values else float("nan")
 
@@ -68,8 +71,14 @@ def targets_table(doc: dict) -> str:
     for name, goal, value, bound in rows:
         shown = f"{value:.0f}%" if goal.endswith("%") else f"{value:.2f}x"
         lines.append(f"| {name} | {goal} | {shown} | {'yes' if value >= bound else 'no'} |")
-    marginal = doc.get("lstm_b1_h64_per_step_us")
-    if marginal is not None:  # runs since it was measured: the recurrence's own cost per step
+    per_cell = doc.get("per_step_us_b1_h64")  # runs since 2026-11-29: each cell's own
+    marginal = doc.get("lstm_b1_h64_per_step_us")  # LSTM's alone, in runs before
+    if per_cell:
+        for cell, us in per_cell.items():
+            lines.append(f"| per-step overhead at B=1, H=64: {_CELL_NAMES[cell]} | < 1 us | "
+                         f"{us:.2f} us per step (inference, 2T minus T steps) | "
+                         f"{'yes' if us < 1 else 'no'} |")
+    elif marginal is not None:  # the recurrence's own cost per step
         lines.append(f"| per-step overhead at B=1, H=64 | < 1 us | {marginal:.2f} us per step "
                      f"(LSTM inference, 2T minus T steps) | {'yes' if marginal < 1 else 'no'} |")
     elif step_us:  # older runs: the whole step, module call included, bounds it from above

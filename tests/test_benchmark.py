@@ -73,8 +73,12 @@ def test_tiny_run_writes_table_json_plot_and_compares(tmp_path, capsys) -> None:
     assert document["gemm_ceiling_gflops"]["float32"] > 0
     # The marginal cost of a step is a time difference (noise may make it negative), and
     # absent only without the C++ backend.
-    step_us = document["lstm_b1_h64_per_step_us"]
-    assert isinstance(step_us, float) or not rnnkernels.backend_info()["available"]["cpp"]
+    step_us = document["per_step_us_b1_h64"]
+    if rnnkernels.backend_info()["available"]["cpp"]:
+        assert set(step_us) == {"lstm", "gru", "rnn_tanh"}
+        assert all(isinstance(us, float) for us in step_us.values())
+    else:
+        assert step_us is None
     rows = document["results"]
     assert {r["mode"] for r in rows} == {"fwd", "train"}
     for row in rows:
@@ -113,5 +117,11 @@ def test_readme_targets_follow_the_numbers() -> None:
     assert "| train geomean vs nn.LSTM | >= 1.3x | 2.00x | yes |" in targets
     assert "| large shapes (H = 512), worst % of the GEMM ceiling | >= 85% | 90% | yes |" in targets
     assert "| per-step overhead at B=1, H=64 | < 1 us | 0.5 us per whole step" in targets
+    doc["per_step_us_b1_h64"] = {"lstm": 1.5, "rnn_tanh": 0.5}
+    targets = _readme_tables().targets_table(doc)
+    assert "| per-step overhead at B=1, H=64: LSTM | < 1 us | 1.50 us per step" in targets
+    assert "| per-step overhead at B=1, H=64: RNN | < 1 us | 0.50 us per step (inference, " \
+           "2T minus T steps) | yes |" in targets
+    assert "whole step" not in targets
     doc["results"][1]["speedup_vs_nn"] = 0.5
     assert "| >= 1.0x | 0.50x | no |" in _readme_tables().targets_table(doc)

@@ -102,8 +102,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{env['threads']} threads; GEMM ceiling "
               + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in ceilings.items()))
         print(report.table(rows))
-        if step_us is not None:
-            print(f"ours, LSTM B=1 H=64: {step_us:.2f} us per step (2T minus T steps, float32)")
+        for cell, us in (step_us or {}).items():
+            print(f"ours, {cell} B=1 H=64: {us:.2f} us per step (2T minus T steps, float32)")
         json_path = args.out_dir / f"{stem}.json"
         report.write_json(json_path, env, ceilings, rows, step_us)
         print(f"wrote {json_path}")
