@@ -83,7 +83,10 @@ def test_tiny_run_writes_table_json_plot_and_compares(tmp_path, capsys) -> None:
     assert {r["mode"] for r in rows} == {"fwd", "train"}
     for row in rows:
         assert {"case", "impl", "median_ms", "iqr_ms", "samples_ms", "speedup_vs_nn", "gflops",
-                "pct_of_gemm_ceiling", "memory_bytes", "flop", "tokens"} <= set(row)
+                "pct_of_gemm_ceiling", "gemm_ceiling_gflops", "memory_bytes", "flop",
+                "tokens"} <= set(row)
+        assert row["pct_of_gemm_ceiling"] == pytest.approx(
+            100 * row["gflops"] / row["gemm_ceiling_gflops"])
         assert len(row["samples_ms"]) == row["rounds"] >= 5
     assert (tmp_path / "run.png").stat().st_size > 0
     assert cli.main(["--compare", str(tmp_path / "run.json"), str(tmp_path / "run.json")]) == 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 from pathlib import Path
 
@@ -12,7 +13,6 @@ from . import report
 from .configs import Shape, parse_shape, standard_sweep
 from .per_step import per_step_us
 from .runner import MismatchError, run_case
-from .timing import gemm_ceiling
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16,
           "float16": torch.float16}
@@ -79,7 +79,6 @@ def main(argv: list[str] | None = None) -> int:
         if device == "cuda" and not torch.cuda.is_available():
             print("cuda asked for but torch.cuda.is_available() is False", file=sys.stderr)
             return 2
-        before = {name: gemm_ceiling(device, DTYPES[name]) for name in args.dtypes}
         todo = [(shape, name) for shape in cases(args, device) for name in args.dtypes]
         rows: list[dict] = []
         for shape, dtype_name in tqdm(todo, desc=f"benchmark on {device}", file=sys.stderr):
@@ -90,16 +89,14 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"ABORTED: {error}", file=sys.stderr)
                 return 1
         step_us = per_step_us(device, args.repeats, args.budget)
-        # A slow phase of the machine while the product is timed would lower the ceiling
-        # and flatter every case: it is the faster of a timing before the cases and one after.
-        ceilings = {name: max(before[name], gemm_ceiling(device, DTYPES[name]))
-                    for name in args.dtypes}
-        for row in rows:
-            row["pct_of_gemm_ceiling"] = 100.0 * row["gflops"] / ceilings[row["dtype"]]
+        # Each case's ceiling is its own (runner.run_case); the run's is their median.
+        ceilings = {name: statistics.median(r["gemm_ceiling_gflops"] for r in rows
+                                            if r["dtype"] == name)
+                    for name in args.dtypes if any(r["dtype"] == name for r in rows)}
         stem = args.name or f"bench-{device}"
         env = report.environment(device)
         print(f"\n{device}: {env['gpu'] or env['cpu']}, torch {env['torch']}, "
-              f"{env['threads']} threads; GEMM ceiling "
+              f"{env['threads']} threads; GEMM ceiling (median of the cases') "
               + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in ceilings.items()))
         print(report.table(rows))
         for cell, us in (step_us or {}).items():

@@ -10,11 +10,15 @@ from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence
 
 from .configs import Shape, flops
 from .implementations import Implementation, build
-from .timing import summarize, time_interleaved
+from .timing import gemm_ceiling, summarize, time_interleaved
 
 # Agreement required with nn.* before timing: outputs are at most 1 in size, and
 # accumulation order differs between GEMM libraries.
 CHECK_ATOL = {torch.float32: 1e-4, torch.float64: 1e-9, torch.bfloat16: 5e-2, torch.float16: 1e-2}
+
+
+# Seconds of 1024^3 products timed before and after each mode's rounds.
+CEILING_BUDGET_S = 0.25
 
 
 class MismatchError(RuntimeError):
@@ -101,8 +105,11 @@ def memory_bytes(fn: Callable[[], object], device: str, mode: str) -> int | None
 
 def run_case(shape: Shape, impl_names: list[str], device: str, dtype: torch.dtype, modes: list[str],
              repeats: int, budget_s: float) -> list[dict]:
-    """One row per implementation and mode; the caller adds each row's % of the GEMM
-    ceiling, which it times around all cases."""
+    """One row per implementation and mode. The GEMM ceiling of a mode is the faster of a
+    1024^3 product timed just before and just after its rounds: this machine's speed
+    drifts over minutes, so a ceiling timed elsewhere in the run would compare the case
+    with another state of the machine (one 235 GFLOP/s burst once made every case look
+    slow); the faster of the two, since a slow moment would flatter the case."""
     torch.manual_seed(0)
     impls = build(shape, impl_names, device, dtype)
     x, tokens = make_input(shape, device, dtype)
@@ -111,9 +118,12 @@ def run_case(shape: Shape, impl_names: list[str], device: str, dtype: torch.dtyp
     if impls and impls[0].name.startswith("nn"):
         check_against_nn(impls, x, dtype, shape.key())
     rows = []
+    ceilings = [gemm_ceiling(device, dtype, budget_s=CEILING_BUDGET_S)]
     for mode in modes:
         fns = {impl.name: _step(impl, x, mode) for impl in impls}
         samples = time_interleaved(fns, device, repeats, budget_s)
+        ceilings.append(gemm_ceiling(device, dtype, budget_s=CEILING_BUDGET_S))
+        ceiling = max(ceilings[-2:])
         work = flops(shape, tokens, mode)
         baseline = None
         for impl in impls:
@@ -125,7 +135,8 @@ def run_case(shape: Shape, impl_names: list[str], device: str, dtype: torch.dtyp
                 "device": device, "dtype": str(dtype).replace("torch.", ""), "tokens": tokens,
                 **stats, "samples_ms": [s * 1e3 for s in samples[impl.name]],
                 "speedup_vs_nn": baseline / stats["median_ms"],
-                "gflops": work / seconds / 1e9, "flop": work,
+                "gflops": work / seconds / 1e9, "flop": work, "gemm_ceiling_gflops": ceiling,
+                "pct_of_gemm_ceiling": 100.0 * work / seconds / 1e9 / ceiling,
                 "memory_bytes": memory_bytes(fns[impl.name], device, mode),
             })
     return rows
