@@ -7,6 +7,7 @@ cycles here)."""
 from __future__ import annotations
 
 import statistics
+from collections.abc import Callable
 
 import torch
 
@@ -30,7 +31,7 @@ def per_step_us(device: str, repeats: int, budget_s: float,
     short = torch.randn(steps, 1, HIDDEN, device=device)
     long = torch.randn(2 * steps, 1, HIDDEN, device=device)
 
-    def inference(module: torch.nn.Module, x: torch.Tensor):
+    def inference(module: torch.nn.Module, x: torch.Tensor) -> Callable[[], object]:
         def run() -> object:
             with torch.no_grad():
                 return module(x)
