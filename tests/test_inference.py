@@ -1,8 +1,9 @@
 """The inference op (a layer's forward that keeps nothing for backward): the same outputs as
 the training forward on every path (the CPU's persistent kernels, the ATen step loop of the
 projected LSTM, packed and reversed), chosen by the modules (and by the cells, over one
-step) exactly when no gradient can flow, and still correctly differentiable if a caller asks for a gradient anyway. (Its
-opcheck runs with the other forward op's in test_opcheck.py.)"""
+step) exactly when no gradient can flow, and still correctly differentiable if a caller
+asks for a gradient anyway. (Its opcheck runs with the other forward op's in
+test_opcheck.py.)"""
 
 from __future__ import annotations
 
