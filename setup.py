@@ -153,6 +153,7 @@ setup(
     packages=find_packages(include=["rnnkernels", "rnnkernels.*"]),
     python_requires=">=3.10",
     install_requires=["torch>=2.4"],
+    extras_require={"onnx": ["onnx", "onnxscript", "onnxruntime"]},
     ext_modules=ext_modules,
     cmdclass=cmdclass,
 )

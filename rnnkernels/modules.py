@@ -18,6 +18,7 @@ from torch.nn.utils.rnn import PackedSequence
 
 from . import functional
 from .functional import LayerWeights
+from .onnx import _packed
 
 _Self = TypeVar("_Self", bound="_FusedSequence")
 
@@ -140,7 +141,9 @@ class _FusedSequence:
         is_batched = True
         if packed:
             data, batch_sizes, sorted_indices, unsorted_indices = input
-            max_batch = int(batch_sizes[0])
+            # Traced for ONNX, the batch size stays a tensor (nn's form), so that it follows
+            # the input's.
+            max_batch = batch_sizes[0] if _packed.traced_for_onnx() else int(batch_sizes[0])
         else:
             data, hx, is_batched = self._prepare_unpacked(input, hx)
             batch_sizes = sorted_indices = unsorted_indices = None
@@ -162,10 +165,15 @@ class _FusedSequence:
         if not packed and data.size(1 if self.batch_first else 0) == 0:
             raise RuntimeError("Expected sequence length to be larger than 0 in RNN")
         time_major = data.transpose(0, 1) if (self.batch_first and not packed) else data
-        output, h_n, c_n = functional.rnn(
-            _CELL_OF_MODE[self.mode], time_major, batch_sizes, hidden_list[0],
-            hidden_list[1] if has_cell else None, weights, self.num_layers, float(self.dropout),
-            self.training, self.bidirectional, backend=self.backend)
+        if packed and _packed.traced_for_onnx():
+            output, h_n, c_n = _packed.torch_rnn(
+                self.mode, data, batch_sizes, hidden_list, weights, self.bias, self.num_layers,
+                float(self.dropout), self.training, self.bidirectional)
+        else:
+            output, h_n, c_n = functional.rnn(
+                _CELL_OF_MODE[self.mode], time_major, batch_sizes, hidden_list[0],
+                hidden_list[1] if has_cell else None, weights, self.num_layers,
+                float(self.dropout), self.training, self.bidirectional, backend=self.backend)
         if self.batch_first and not packed:
             output = output.transpose(0, 1)
         hidden = (h_n, c_n) if has_cell else h_n

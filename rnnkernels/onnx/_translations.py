@@ -1,0 +1,78 @@
+"""Our ops' ONNX translations, for any exporter's builder (``_graph.Builder``).
+
+Each op kind maps to a translation that takes the op's arguments in schema order (graph
+values for tensors, None for absent optional ones, Python values for the rest) and returns
+the op's results in schema order. The forward ops' kept-for-backward results become empty
+tensors: an exported graph runs no backward.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from ._graph import Builder, Direction, Value, empty_like, layer
+
+KEPT_FOR_BACKWARD = 4  # saved, h_prev, c_prev, r_seq: the training ops' extra results
+
+
+def _results(b: Builder, x: Value, per_direction: list, kept: int) -> tuple:
+    results: list[Value] = []
+    for output, h_n, c_n in per_direction:
+        results += [output, h_n, empty_like(b, x) if c_n is None else c_n]
+        results += [empty_like(b, x) for _ in range(kept)]
+    return tuple(results)
+
+
+def _check_padded(b: Builder, batch_sizes: Sequence[int], x: Value) -> None:
+    if len(batch_sizes) > 0:
+        raise b.unsupported(
+            "rnnkernels: a PackedSequence input reached an rnnkernels op with its batch sizes "
+            "fixed at export time; this exporter cannot export it (torch.nn's modules cannot "
+            "either); export a padded input instead", x)
+
+
+def layer_op(kept: int) -> Callable:
+    """``<cell>_layer_forward`` (kept=4) or ``<cell>_layer_inference`` (kept=0)."""
+    def translate(b: Builder, cell: str, x: Value, batch_sizes: Sequence[int], h0: Value,
+                  c0: Value | None, w_ih: Value, w_hh: Value, b_ih: Value | None,
+                  b_hh: Value | None, w_hr: Value | None, reverse: bool,
+                  sequence_lens: Value | None = None) -> tuple:
+        if sequence_lens is None:
+            _check_padded(b, batch_sizes, x)
+        direction = Direction(h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr)
+        return _results(b, x, layer(b, cell, x, [direction], reverse, sequence_lens), kept)
+
+    return translate
+
+
+def bidirectional_op(kept: int) -> Callable:
+    """``<cell>_bidirectional_forward`` (kept=4) or ``_inference`` (kept=0): one
+    bidirectional node."""
+    def translate(b: Builder, cell: str, x: Value, batch_sizes: Sequence[int],
+                  *directions: Value | None, sequence_lens: Value | None = None) -> tuple:
+        if sequence_lens is None:
+            _check_padded(b, batch_sizes, x)
+        ahead, back = Direction(*directions[:7]), Direction(*directions[7:])
+        return _results(b, x, layer(b, cell, x, [ahead, back], False, sequence_lens), kept)
+
+    return translate
+
+
+def cell_op(b: Builder, cell: str, x: Value, h: Value, c: Value | None, w_ih: Value,
+            w_hh: Value, b_ih: Value | None, b_hh: Value | None) -> tuple:
+    """``<cell>_cell_forward``: one step, as a one-step recurrent node."""
+    steps = b.op("Reshape", x, b.ints([1, -1, b.static_shape(w_ih)[1]]))
+    [(_, h_new, c_new)] = layer(b, cell, steps, [Direction(h, c, w_ih, w_hh, b_ih, b_hh, None)],
+                                False)
+    empty = empty_like(b, x)
+    return (h_new, empty if c_new is None else c_new, empty, empty)
+
+
+# Per op kind (the part of the op's name after the cell's): its translation.
+OPS: dict[str, Callable] = {
+    "layer_forward": layer_op(KEPT_FOR_BACKWARD),
+    "layer_inference": layer_op(0),
+    "bidirectional_forward": bidirectional_op(KEPT_FOR_BACKWARD),
+    "bidirectional_inference": bidirectional_op(0),
+    "cell_forward": cell_op,
+}
