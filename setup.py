@@ -1,7 +1,13 @@
 """Builds rnnkernels._C: the C++ (CPU) kernels always, the CUDA kernels when a CUDA
 build of torch and nvcc are both found.
 
+torch must be importable where this runs: install torch first, then this package with
+`pip install --no-build-isolation ...` (an isolated build environment has no torch, and
+building against another torch than the one installed would not load). Without torch the
+build stops, unless RNNKERNELS_PYTHON_ONLY=1 asks for the Python backend alone.
+
 Environment:
+  RNNKERNELS_PYTHON_ONLY=1   install no kernels, only the Python backend.
   RNNKERNELS_CUDA=1|0        force the CUDA kernels on or off (default: auto).
   TORCH_CUDA_ARCH_LIST       CUDA archs (default: 8.0;8.6;9.0;10.0;12.0+PTX).
   RNNKERNELS_STRICT_BUILD=1  a compile error fails the install (CI sets it); otherwise the
@@ -42,12 +48,20 @@ def want_cuda(torch_module) -> bool:
     return torch_module.version.cuda is not None and find_cuda_home() is not None
 
 
+NO_TORCH_MESSAGE = """rnnkernels: torch cannot be imported in this build environment, so the
+kernels cannot be built. Install torch first, then build against it:
+    pip install --no-build-isolation .        (or -e . for an editable install)
+For the Python backend alone, without kernels, set RNNKERNELS_PYTHON_ONLY=1."""
+
+
 def extension_modules() -> tuple[list, dict]:
+    if os.environ.get("RNNKERNELS_PYTHON_ONLY") == "1":
+        print("rnnkernels: RNNKERNELS_PYTHON_ONLY=1: building no kernels", file=sys.stderr)
+        return [], {}
     try:
         import torch
     except ImportError:
-        print("rnnkernels: torch is not installed; building no extension", file=sys.stderr)
-        return [], {}
+        sys.exit(NO_TORCH_MESSAGE)
     use_cuda = want_cuda(torch)
     if use_cuda:
         cuda_home = find_cuda_home()
@@ -146,14 +160,9 @@ def optional_build_ext(base):
 
 ext_modules, cmdclass = extension_modules()
 
+# Name, version and dependencies are in pyproject.toml.
 setup(
-    name="rnnkernels",
-    version="0.1.0",
-    description="Fused LSTM, GRU and RNN kernels for PyTorch: drop-ins for torch.nn",
     packages=find_packages(include=["rnnkernels", "rnnkernels.*"]),
-    python_requires=">=3.10",
-    install_requires=["torch>=2.4"],
-    extras_require={"onnx": ["onnx", "onnxscript", "onnxruntime"]},
     ext_modules=ext_modules,
     cmdclass=cmdclass,
 )
