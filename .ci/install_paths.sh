@@ -4,17 +4,22 @@
 #   - an isolated build (plain `pip install -e .`) stops and says to install torch first;
 #   - `--no-build-isolation`, editable and regular, builds and loads the kernels;
 #   - RNNKERNELS_PYTHON_ONLY=1 installs the Python backend alone, as asked.
-# The venvs see this Python's packages (its torch) but install rnnkernels into their own.
+# The venvs see this Python's packages (its torch) through a path entry, which loads none
+# of its .pth files (so not the editable rnnkernels .ci/install leaves there).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-git archive --format=tar HEAD | (mkdir "$work/src" && tar -x -C "$work/src")
 export MAX_JOBS="${MAX_JOBS:-2}" RNNKERNELS_CUDA=0 PIP_DISABLE_PIP_VERSION_CHECK=1
 
+# A venv at $work/NAME, and the committed sources in $work/NAME/src (each install its own
+# copy: a build folder left by another install would be packaged again).
 fresh_venv() {
-  python -m venv --system-site-packages "$work/$1"
+  python -m venv "$work/$1"
+  python -c 'import site; print(site.getsitepackages()[0])' \
+    >"$("$work/$1/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/host_packages.pth"
   "$work/$1/bin/python" -m pip install --quiet wheel
+  git archive --format=tar HEAD | (mkdir "$work/$1/src" && tar -x -C "$work/$1/src")
   echo "$work/$1/bin/python"
 }
 
@@ -39,23 +44,24 @@ PY
 echo "install path: isolated editable build (must stop with the advice)"
 py=$(fresh_venv isolated)
 "$py" -m pip --version
-if (cd "$work/src" && "$py" -m pip install -e . >"$work/isolated.log" 2>&1); then
+if (cd "$work/isolated/src" && "$py" -m pip install -e . >"$work/isolated.log" 2>&1); then
   cat "$work/isolated.log"; echo "an isolated build succeeded without torch" >&2; exit 1
 fi
 grep -q "Install torch first" "$work/isolated.log" || { cat "$work/isolated.log"; exit 1; }
 
 echo "install path: editable, --no-build-isolation"
 py=$(fresh_venv editable)
-(cd "$work/src" && "$py" -m pip install --quiet --no-build-isolation --no-deps -e .)
-expect "$py" "$work/src/rnnkernels" true
+(cd "$work/editable/src" && "$py" -m pip install --quiet --no-build-isolation --no-deps -e .)
+expect "$py" "$work/editable/src/rnnkernels" true
 
 echo "install path: regular, --no-build-isolation"
 py=$(fresh_venv regular)
-(cd "$work/src" && "$py" -m pip install --quiet --no-build-isolation --no-deps .)
+(cd "$work/regular/src" && "$py" -m pip install --quiet --no-build-isolation --no-deps .)
 expect "$py" "$work/regular/lib" true
 
 echo "install path: RNNKERNELS_PYTHON_ONLY=1"
 py=$(fresh_venv python_only)
-(cd "$work/src" && RNNKERNELS_PYTHON_ONLY=1 "$py" -m pip install --quiet --no-build-isolation --no-deps .)
+(cd "$work/python_only/src" && RNNKERNELS_PYTHON_ONLY=1 "$py" -m pip install --quiet \
+  --no-build-isolation --no-deps .)
 expect "$py" "$work/python_only/lib" false
 echo "install paths: all as expected"
