@@ -16,6 +16,7 @@ Environment:
 """
 
 import contextlib
+import importlib.util
 import os
 import shutil
 import sys
@@ -26,7 +27,7 @@ from setuptools import find_packages, setup
 
 DEFAULT_CUDA_ARCHS = "8.0;8.6;9.0;10.0;12.0+PTX"
 BUILD_ERROR_FILE = "_build_error.txt"
-ROOT = Path(__file__).parent
+ROOT = Path(__file__).resolve().parent
 
 
 def find_cuda_home() -> str | None:
@@ -133,14 +134,26 @@ def _tee_output():
         log.seek(0)
 
 
+def write_build_stamp(folder: Path, torch_version: str) -> None:
+    """What the kernels were built from (rnnkernels/_build_stamp.py), for run.sh's check."""
+    spec = importlib.util.spec_from_file_location("_build_stamp", ROOT / "rnnkernels" / "_build_stamp.py")
+    stamp = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(stamp)
+    (folder / stamp.STAMP_FILE).write_text(stamp.fingerprint(ROOT, torch_version) + "\n")
+
+
 def optional_build_ext(base):
     class OptionalBuildExt(base):
         """A compile error leaves a note for the runtime warning instead of failing the install."""
 
         def build_extension(self, ext):
-            error_file = Path(self.get_ext_fullpath(ext.name)).parent / BUILD_ERROR_FILE
+            import torch
+
+            folder = Path(self.get_ext_fullpath(ext.name)).parent
+            error_file = folder / BUILD_ERROR_FILE
             if os.environ.get("RNNKERNELS_STRICT_BUILD") == "1":
                 super().build_extension(ext)
+                write_build_stamp(folder, torch.__version__)
                 return
             try:
                 with _tee_output() as output:
@@ -154,6 +167,7 @@ def optional_build_ext(base):
                       "the Python backend will be used", file=sys.stderr)
             else:
                 error_file.unlink(missing_ok=True)
+                write_build_stamp(folder, torch.__version__)
 
     return OptionalBuildExt.with_options(use_ninja=True)
 
