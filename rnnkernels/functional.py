@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from . import _backend, reference
+from . import _backend, _fork, reference
 from ._bidirectional import fused_both_directions
 from ._ops import fused_cell, fused_layer
 
@@ -55,6 +55,7 @@ def rnn(
 ) -> tuple[Tensor, Tensor, Tensor | None]:
     """Runs the stack; returns (output, h_n, c_n) with c_n None unless cell is 'lstm'."""
     chosen = _backend.resolve_backend(backend, input.device)
+    _fork.state.ran_kernels = True
 
     def run(x: Tensor, h: Tensor, c: Tensor | None, ws: list[LayerWeights]):
         return _run_stack(chosen, cell, x, batch_sizes, h, c, ws, num_layers, dropout, training,
@@ -67,6 +68,7 @@ def cell_step(cell: str, input: Tensor, hx: Tensor, cx: Tensor | None, weights: 
               backend: str | None = None) -> tuple[Tensor, Tensor | None]:
     """One step of a cell on a batched input [B, I]; returns (h', c'), c' None but for LSTM."""
     chosen = _backend.resolve_backend(backend, input.device)
+    _fork.state.ran_kernels = True
 
     def run(x: Tensor, h: Tensor, c: Tensor | None, ws: list[LayerWeights]):
         if _runs_reference(chosen):
