@@ -106,6 +106,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wrote {json_path}")
         if not args.no_plot:
             plot_path = args.out_dir / f"{stem}.png"
-            report.write_plot(plot_path, rows)
+            report.write_plot(plot_path, rows, env)
             print(f"wrote {plot_path}")
     return 0

@@ -77,31 +77,57 @@ def write_json(path: Path, env: dict, ceilings: dict, rows: list[dict],
     path.write_text(json.dumps(document, indent=1))
 
 
-def write_plot(path: Path, rows: list[dict]) -> None:
+_MODE_LABELS = {"fwd": "inference", "train": "training"}
+
+
+def write_plot(path: Path, rows: list[dict], env: dict) -> None:
+    """Speedup over torch.nn per case: one horizontal bar per mode (and implementation of
+    ours), its value written on it, the nn = 1 line, one panel per dtype."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     # The first implementation of each case is torch.nn, the baseline (1.0 by definition).
-    baselines = {}
+    baselines: dict[tuple, str] = {}
     for r in rows:
-        baselines.setdefault((r["case"], r["mode"]), r["impl"])
-    rows = [r for r in rows if r["impl"] != baselines[(r["case"], r["mode"])]]
-    cases = list(dict.fromkeys(f"{r['case']}\n{r['mode']}" for r in rows))
-    impls = list(dict.fromkeys(r["impl"] for r in rows))
-    speedup = {(f"{r['case']}\n{r['mode']}", r["impl"]): r["speedup_vs_nn"] for r in rows}
-    width = 0.8 / max(len(impls), 1)
-    figure, axes = plt.subplots(figsize=(max(8, 1.1 * len(cases)), 5))
-    for index, impl in enumerate(impls):
-        xs = [c + index * width for c in range(len(cases))]
-        axes.bar(xs, [speedup.get((case, impl), 0) for case in cases], width, label=impl)
-    axes.axhline(1.0, color="black", linewidth=0.8, label="torch.nn")
-    axes.set_xticks([c + 0.4 - width / 2 for c in range(len(cases))])
-    axes.set_xticklabels(cases, rotation=60, ha="right", fontsize=7)
-    axes.set_ylabel("speedup over torch.nn (median time ratio)")
-    axes.set_yscale("log")
-    axes.legend(fontsize=8)
+        baselines.setdefault((r["case"], r["dtype"], r["mode"]), r["impl"])
+    ours = [r for r in rows if r["impl"] != baselines[(r["case"], r["dtype"], r["mode"])]]
+    dtypes = list(dict.fromkeys(r["dtype"] for r in ours))
+    series = list(dict.fromkeys((r["mode"], r["impl"]) for r in ours))
+    cases = list(dict.fromkeys(r["case"] for r in ours))
+    height = 0.8 / max(len(series), 1)
+    figure, panels = plt.subplots(1, len(dtypes), squeeze=False, sharey=True,
+                                  figsize=(7.5 * len(dtypes), 1.2 + 0.32 * len(cases) * len(series)))
+    speedups = [r["speedup_vs_nn"] for r in ours]
+    limits = (min(0.5, min(speedups) / 1.3), max(2.0, max(speedups) * 1.6))
+    for panel, dtype in zip(panels[0], dtypes):
+        speedup = {(r["case"], r["mode"], r["impl"]): r["speedup_vs_nn"]
+                   for r in ours if r["dtype"] == dtype}
+        for index, (mode, impl) in enumerate(series):
+            ys = [c + index * height for c in range(len(cases))]
+            values = [speedup.get((case, mode, impl)) for case in cases]
+            label = _MODE_LABELS.get(mode, mode) + ("" if len(series) <= 2 else f", {impl}")
+            bars = panel.barh([y for y, v in zip(ys, values) if v is not None],
+                              [v for v in values if v is not None], height, label=label)
+            panel.bar_label(bars, labels=[f"{v:.2f}x" for v in values if v is not None],
+                            padding=2, fontsize=7)
+        panel.axvline(1.0, color="black", linewidth=0.8)
+        panel.set_xscale("log")
+        panel.set_xlim(*limits)
+        ticks = [t for t in (0.25, 0.5, 1, 2, 5, 10, 20, 50, 100) if limits[0] <= t <= limits[1]]
+        panel.set_xticks(ticks, labels=[f"{t:g}x" for t in ticks])
+        panel.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+        panel.set_xlabel("speedup over torch.nn (nn = 1; right of the line is faster)")
+        panel.set_title(dtype, fontsize=9)
+        panel.set_yticks([c + height * (len(series) - 1) / 2 for c in range(len(cases))])
+        panel.set_yticklabels(cases, fontsize=7)
+        panel.legend(fontsize=7, loc="lower right")
+    panels[0][0].invert_yaxis()  # the first case on top (the panels share the axis)
+    machine = env.get("gpu") or env.get("cpu")
+    figure.suptitle(f"rnnkernels vs torch.nn: {machine}, {env.get('threads')} threads, "
+                    f"{', '.join(dtypes)}, {str(env.get('date', ''))[:10]}", fontsize=9)
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=110)
