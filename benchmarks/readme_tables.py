@@ -1,5 +1,5 @@
-"""Markdown for the README from a benchmark JSON: the per-case table and the CPU-speed
-targets, each with its measured value and whether it is met.
+"""Markdown from a benchmark JSON: the per-case table (README) and the CPU-speed targets,
+each with its measured value and whether it is met (docs/benchmarks.md).
 
     python benchmarks/readme_tables.py benchmarks/results/cpu-<date>.json
 """
@@ -53,8 +53,6 @@ def targets_table(doc: dict) -> str:
     large = [o for n, o in pairs if n["shape"]["H"] >= 512 and not n["shape"]["packed"]]
     packed = {n["mode"]: o["speedup_vs_nn"] for n, o in pairs if n["shape"]["packed"]}
     nan = float("nan")  # a target whose cases the run did not include
-    step_us = [o["median_ms"] * 1e3 / n["shape"]["T"] for n, o in pairs
-               if n["shape"]["cell"] == "lstm" and n["shape"]["B"] == 1 and n["mode"] == "fwd"]
     rows = [
         ("never slower than nn (every case, fwd and train)", ">= 1.0x", min(ratio), 1.0),
         ("train geomean vs nn.LSTM", ">= 1.3x", train_geomean("lstm"), 1.3),
@@ -71,19 +69,10 @@ def targets_table(doc: dict) -> str:
     for name, goal, value, bound in rows:
         shown = f"{value:.0f}%" if goal.endswith("%") else f"{value:.2f}x"
         lines.append(f"| {name} | {goal} | {shown} | {'yes' if value >= bound else 'no'} |")
-    per_cell = doc.get("per_step_us_b1_h64")  # runs since 2026-11-29: each cell's own
-    marginal = doc.get("lstm_b1_h64_per_step_us")  # LSTM's alone, in runs before
-    if per_cell:
-        for cell, us in per_cell.items():
-            lines.append(f"| per-step overhead at B=1, H=64: {_CELL_NAMES[cell]} | < 1 us | "
-                         f"{us:.2f} us per step (inference, 2T minus T steps) | "
-                         f"{'yes' if us < 1 else 'no'} |")
-    elif marginal is not None:  # the recurrence's own cost per step
-        lines.append(f"| per-step overhead at B=1, H=64 | < 1 us | {marginal:.2f} us per step "
-                     f"(LSTM inference, 2T minus T steps) | {'yes' if marginal < 1 else 'no'} |")
-    elif step_us:  # older runs: the whole step, module call included, bounds it from above
-        lines.append(f"| per-step overhead at B=1, H=64 | < 1 us | {step_us[0]:.1f} us per whole "
-                     f"step, module call included | {'yes' if step_us[0] < 1 else 'no'} |")
+    for cell, us in (doc.get("per_step_us_b1_h64") or {}).items():
+        lines.append(f"| per-step overhead at B=1, H=64: {_CELL_NAMES[cell]} | < 1 us | "
+                     f"{us:.2f} us per step (inference, 2T minus T steps) | "
+                     f"{'yes' if us < 1 else 'no'} |")
     return "\n".join(lines)
 
 
