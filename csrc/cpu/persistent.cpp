@@ -13,9 +13,9 @@ namespace rnnk {
 namespace {
 
 // Multiply-adds per step that make another thread worth a barrier each step. Low: past
-// ~8K the step's recurrent weights (4 bytes each) outgrow one core's 32 KiB L1 and stream
-// from L2 every step, which cost more than the barrier (LSTM B=1 H=64, 64 KiB of weights:
-// ~3.1 -> ~1.8 us per step on two threads; GRU ~1.9 -> ~1.5; RNN H=128 ~2.9 -> ~2.2).
+// ~8K the step's recurrent weights (4 bytes each) outgrow one core's 32 KiB L1 and would
+// stream from L2 every step, which costs more than the barrier; split between two cores'
+// L1 caches they stay resident.
 constexpr int64_t kWorkPerThread = 1 << 12;
 
 template <typename Params>

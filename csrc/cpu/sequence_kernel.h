@@ -362,14 +362,13 @@ void forward_sequence(const SequenceForward<T>& p) {
         }
       }
       // ...then the gates row by row, so the input projections and the outputs stream
-      // through memory in order (block by block they were a scattered, 2x slower walk).
+      // through memory in order (block by block they would be a scattered walk).
       for (int64_t r = 0; r < n; ++r) {
         const int64_t row = off + r;
         const T* state = h_in + r * H;
-        // The next row the gates read: this step's next, or the next step's first. (A
-        // whole step ahead, the recurrent weights streaming through L2 evicted them again
-        // where they outgrow it: LSTM H=512 inference took 2.5-3.5% longer, the
-        // classifier's 28x128x28x256 2-layer inference 5.7%.)
+        // The next row the gates read: this step's next, or the next step's first. (Not
+        // a whole step ahead: the recurrent weights streaming through L2 in between would
+        // evict them again where they outgrow it.)
         if (r + 1 < n) {
           prefetch_gate_inputs(p.xg + (row + 1) * GH, H, mine.j0, mine.width, G);
         } else if (k + 1 < order.steps && order.rows[k + 1] > 0) {
