@@ -134,40 +134,57 @@ def _tee_output():
         log.seek(0)
 
 
-def write_build_stamp(folder: Path, torch_version: str) -> None:
-    """What the kernels were built from (rnnkernels/_build_stamp.py), for run.sh's check."""
+def build_stamp(torch_version: str) -> tuple[str, str]:
+    """(file name, content) of the note saying what the kernels were built from
+    (rnnkernels/_build_stamp.py, loaded by path: the package itself needs _C)."""
     spec = importlib.util.spec_from_file_location("_build_stamp", ROOT / "rnnkernels" / "_build_stamp.py")
     stamp = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(stamp)
-    (folder / stamp.STAMP_FILE).write_text(stamp.fingerprint(ROOT, torch_version) + "\n")
+    return stamp.STAMP_FILE, stamp.fingerprint(ROOT, torch_version) + "\n"
 
 
 def optional_build_ext(base):
     class OptionalBuildExt(base):
-        """A compile error leaves a note for the runtime warning instead of failing the install."""
+        """Leaves a note beside _C: the build stamp after a build, or, after a compile error
+        (which does not fail the install unless RNNKERNELS_STRICT_BUILD=1), the error for
+        the runtime warning."""
+
+        def run(self):
+            self._notes: dict[str, str | None] = {}  # file name -> content, None: remove it
+            super().run()
+            # An in-place (editable) build compiles into a temporary folder, then copies _C
+            # into the sources: the notes must follow it there.
+            if self.inplace and self._notes:
+                self._write_notes(ROOT / "rnnkernels")
+
+        def _write_notes(self, folder: Path) -> None:
+            folder.mkdir(parents=True, exist_ok=True)
+            for name, content in self._notes.items():
+                if content is None:
+                    (folder / name).unlink(missing_ok=True)
+                else:
+                    (folder / name).write_text(content)
 
         def build_extension(self, ext):
             import torch
 
-            folder = Path(self.get_ext_fullpath(ext.name)).parent
-            error_file = folder / BUILD_ERROR_FILE
+            stamp_file, stamp = build_stamp(torch.__version__)
             if os.environ.get("RNNKERNELS_STRICT_BUILD") == "1":
                 super().build_extension(ext)
-                write_build_stamp(folder, torch.__version__)
-                return
-            try:
-                with _tee_output() as output:
-                    super().build_extension(ext)
-            except Exception as exc:  # noqa: BLE001 - any compiler failure is reported the same way
-                errors = [line for line in output.read().splitlines() if "error" in line.lower()]
-                reason = "\n".join(errors[:5]) or f"{type(exc).__name__}: {exc}"
-                error_file.parent.mkdir(parents=True, exist_ok=True)
-                error_file.write_text(reason + "\n")
-                print(f"rnnkernels: WARNING: the extension failed to build:\n{reason}\n"
-                      "the Python backend will be used", file=sys.stderr)
+                self._notes = {stamp_file: stamp, BUILD_ERROR_FILE: None}
             else:
-                error_file.unlink(missing_ok=True)
-                write_build_stamp(folder, torch.__version__)
+                try:
+                    with _tee_output() as output:
+                        super().build_extension(ext)
+                except Exception as exc:  # noqa: BLE001 - any compiler failure is reported the same way
+                    errors = [line for line in output.read().splitlines() if "error" in line.lower()]
+                    reason = "\n".join(errors[:5]) or f"{type(exc).__name__}: {exc}"
+                    self._notes = {BUILD_ERROR_FILE: reason + "\n", stamp_file: None}
+                    print(f"rnnkernels: WARNING: the extension failed to build:\n{reason}\n"
+                          "the Python backend will be used", file=sys.stderr)
+                else:
+                    self._notes = {stamp_file: stamp, BUILD_ERROR_FILE: None}
+            self._write_notes(Path(self.get_ext_fullpath(ext.name)).parent)
 
     return OptionalBuildExt.with_options(use_ninja=True)
 
