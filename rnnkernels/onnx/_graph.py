@@ -77,11 +77,11 @@ class Direction:
     w_hr: Value | None
 
 
-def layer(b: Builder, cell: str, x: Value, directions: Sequence[Direction], reverse: bool,
-          sequence_lens: Value | None = None) -> list[tuple[Value, Value, Value | None]]:
+def layer(b: Builder, cell: str, x: Value, directions: Sequence[Direction],
+          reverse: bool) -> list[tuple[Value, Value, Value | None]]:
     """(output [T, B, H], h_n [B, H], c_n [B, H] or None) per direction of one layer over
     the padded input ``x [T, B, I]``: one ONNX node, bidirectional when two directions are
-    given. ``sequence_lens [B]`` makes each batch entry stop at its own length."""
+    given."""
     onnx_cell = CELLS[cell]
     first = directions[0]
     if any(d.w_hr is not None for d in directions):
@@ -119,7 +119,7 @@ def layer(b: Builder, cell: str, x: Value, directions: Sequence[Direction], reve
         attributes["direction"] = "reverse"
     if onnx_cell.activation is not None:
         attributes["activations"] = [onnx_cell.activation] * len(directions)
-    results = b.op(onnx_cell.op_type, x, w, r, bias, sequence_lens, *state_inputs,
+    results = b.op(onnx_cell.op_type, x, w, r, bias, None, *state_inputs,  # None: sequence_lens
                    outputs=3 if onnx_cell.has_cell_state else 2, **attributes)
     y, y_h = results[0], results[1]  # y: [T, directions, B, H]; y_h: [directions, B, H]
     per_direction = []

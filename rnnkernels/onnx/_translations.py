@@ -24,23 +24,24 @@ def _results(b: Builder, x: Value, per_direction: list, kept: int) -> tuple:
 
 
 def _check_padded(b: Builder, batch_sizes: Sequence[int], x: Value) -> None:
+    """A packed input's batch sizes reach the ops as constants of the traced input, wrong
+    for any other lengths (the modules route packed input around the ops when the
+    TorchScript exporter traces them: onnx/_packed.py)."""
     if len(batch_sizes) > 0:
         raise b.unsupported(
-            "rnnkernels: a PackedSequence input reached an rnnkernels op with its batch sizes "
-            "fixed at export time; this exporter cannot export it (torch.nn's modules cannot "
-            "either); export a padded input instead", x)
+            "rnnkernels: a PackedSequence reached an rnnkernels op with its batch sizes fixed "
+            "at export time, which would be wrong for other lengths; export the Fused "
+            "module with the TorchScript exporter (dynamo=False), or a padded input", x)
 
 
 def layer_op(kept: int) -> Callable:
     """``<cell>_layer_forward`` (kept=4) or ``<cell>_layer_inference`` (kept=0)."""
     def translate(b: Builder, cell: str, x: Value, batch_sizes: Sequence[int], h0: Value,
                   c0: Value | None, w_ih: Value, w_hh: Value, b_ih: Value | None,
-                  b_hh: Value | None, w_hr: Value | None, reverse: bool,
-                  sequence_lens: Value | None = None) -> tuple:
-        if sequence_lens is None:
-            _check_padded(b, batch_sizes, x)
+                  b_hh: Value | None, w_hr: Value | None, reverse: bool) -> tuple:
+        _check_padded(b, batch_sizes, x)
         direction = Direction(h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr)
-        return _results(b, x, layer(b, cell, x, [direction], reverse, sequence_lens), kept)
+        return _results(b, x, layer(b, cell, x, [direction], reverse), kept)
 
     return translate
 
@@ -49,11 +50,10 @@ def bidirectional_op(kept: int) -> Callable:
     """``<cell>_bidirectional_forward`` (kept=4) or ``_inference`` (kept=0): one
     bidirectional node."""
     def translate(b: Builder, cell: str, x: Value, batch_sizes: Sequence[int],
-                  *directions: Value | None, sequence_lens: Value | None = None) -> tuple:
-        if sequence_lens is None:
-            _check_padded(b, batch_sizes, x)
+                  *directions: Value | None) -> tuple:
+        _check_padded(b, batch_sizes, x)
         ahead, back = Direction(*directions[:7]), Direction(*directions[7:])
-        return _results(b, x, layer(b, cell, x, [ahead, back], False, sequence_lens), kept)
+        return _results(b, x, layer(b, cell, x, [ahead, back], False), kept)
 
     return translate
 
