@@ -2,6 +2,8 @@
 // what this build contains.
 #include <torch/extension.h>
 
+#include "cpu/isa.h"
+
 #ifndef RNNK_CUDA_ARCHS
 #define RNNK_CUDA_ARCHS ""
 #endif
@@ -13,4 +15,15 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.attr("with_cuda") = false;
 #endif
   m.attr("cuda_archs") = RNNK_CUDA_ARCHS;
+  // Which build of the CPU kernels runs here (after any ATEN_CPU_CAPABILITY cap).
+  m.def("cpu_isa", [] {
+    switch (rnnk::cpu_isa()) {
+      case rnnk::Isa::Avx512:
+        return "avx512";
+      case rnnk::Isa::Avx2:
+        return "avx2";
+      default:
+        return "default";
+    }
+  });
 }

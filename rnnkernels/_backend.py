@@ -82,7 +82,8 @@ def resolve_backend(requested: str | None, device: torch.device) -> str:
 
 
 def backend_info() -> dict:
-    """What this installation can run: torch version, compiled and available backends, CUDA archs."""
+    """What this installation can run: torch version, compiled and available backends, CUDA
+    archs, and the instruction set the CPU kernels run (``cpu_isa``: default, avx2, avx512)."""
     archs = _C.cuda_archs if _C is not None else ""
     return {
         "torch": torch.__version__,
@@ -93,6 +94,7 @@ def backend_info() -> dict:
             name: reason for name in BACKENDS if (reason := unavailable_reason(name)) is not None
         },
         "cuda_archs": [arch for arch in archs.replace(" ", ";").split(";") if arch],
+        "cpu_isa": _C.cpu_isa() if _C is not None else None,
         "default": {
             "cpu": "cpp" if _C is not None else "python",
             "cuda": "cuda" if unavailable_reason("cuda") is None else "python",
