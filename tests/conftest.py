@@ -1,12 +1,29 @@
-"""Shared test helpers: which backends run here, and model pairs with equal weights."""
+"""Shared test helpers: which backends run here, model pairs with equal weights, and a
+spy on the fused backward ops."""
 
 from __future__ import annotations
+
+import os
+from collections.abc import Callable
 
 import pytest
 import torch
 from torch import nn
 
 import rnnkernels
+from rnnkernels import _backend, _bidirectional, _ops
+
+PYTHON_ONLY_VAR = "RNNKERNELS_PYTHON_ONLY"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Without the compiled kernels every test of them would skip and the run look green:
+    that takes saying so (RNNKERNELS_PYTHON_ONLY=1, as for a Python-only install)."""
+    if _backend._C is None and os.environ.get(PYTHON_ONLY_VAR) != "1":
+        raise pytest.UsageError(
+            f"rnnkernels._C did not load ({_backend.unavailable_reason('cpp')}), so the "
+            "kernels would go untested. Build them (pip install --no-build-isolation -e .), "
+            f"or set {PYTHON_ONLY_VAR}=1 to test the Python backend alone.")
 
 CPU_BACKENDS = [b for b in ("cpp", "python") if rnnkernels.backend_info()["available"][b]]
 FUSED_OF = {
@@ -77,3 +94,29 @@ def assert_parity(reference: nn.Module, fused: nn.Module, inputs: list, atol: fl
     for got, want in zip(grads, ref_grads):
         scale = max(want.abs().max().item(), 1e-30)
         torch.testing.assert_close(got, want, atol=atol * scale, rtol=0)
+
+
+@pytest.fixture
+def fused_backward_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The fused backward ops run during the test, by name, in order: their autograd
+    formulas look each op up by name at every call (_ops.py, _bidirectional.py)."""
+    calls: list[str] = []
+
+    def spy_on(module: object, lookup: str, kind: str) -> None:
+        original: Callable = getattr(module, lookup)
+
+        def spying_lookup(cell: str) -> Callable:
+            op = original(cell)
+
+            def run(*args, **kwargs):
+                calls.append(f"{cell}_{kind}")
+                return op(*args, **kwargs)
+
+            return run
+
+        monkeypatch.setattr(module, lookup, spying_lookup)
+
+    spy_on(_ops, "backward_op", "layer_backward")
+    spy_on(_ops, "cell_backward_op", "cell_backward")
+    spy_on(_bidirectional, "backward_op", "bidirectional_backward")
+    return calls
