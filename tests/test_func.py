@@ -1,6 +1,13 @@
 """torch.func transforms (vmap, grad, jacrev, jvp, jacfwd, and compositions), forward-mode
-AD and double backward through the modules and the ops, on every backend present, against
-the plain-torch reference backend."""
+AD and double backward through the modules and the ops, against the plain-torch reference.
+
+What each proves, since under a transform the modules run the reference math and the ops'
+derivatives past the fused first-order backward come from it too (rnnkernels/_ops.py):
+the modules' results under transforms are the reference's; the ops' transforms and
+tangents (the ops themselves run, their derivatives from the reference math) equal the
+reference's; the fused first-order backward is checked by torch.autograd.grad with a spy
+that it ran (test_first_order_gradients_of_the_ops_run_the_fused_backward, and
+test_kernels_vs_nn.py at kernel-sized shapes)."""
 
 from __future__ import annotations
 
@@ -33,8 +40,11 @@ def _pair(name: str, backend: str):
 
 @pytest.mark.parametrize("backend", NATIVE)
 @pytest.mark.parametrize("name", list(MODULES))
-def test_vmap_grad_jacrev_match_reference(name, backend) -> None:
+def test_modules_under_transforms_give_the_reference_results(name, backend, monkeypatch) -> None:
+    """vmap, grad and jacrev of a module on a native backend run the reference math: no op
+    of ours is called, and the results are the reference module's."""
     module, reference = _pair(name, backend)
+    monkeypatch.setattr(_ops, "library_op", _refuse_ops)
     xs = torch.randn(3, 4, 2, 3, dtype=torch.float64)  # a vmapped batch of [T, B, I] inputs
     params = dict(module.named_parameters())
 
@@ -73,6 +83,10 @@ def test_op_gradgradcheck(cell, reverse) -> None:
         return tuple(t for t in out if t is not None)
 
     assert torch.autograd.gradgradcheck(run, tensors, check_batched_grad=True)
+
+
+def _refuse_ops(cell: str, kind: str):
+    raise AssertionError(f"rnnkernels::{cell}_{kind} ran under a torch.func transform")
 
 
 def _op_and_reference(cell: str, kind: str):
@@ -115,7 +129,9 @@ TRANSFORMS = {
 @pytest.mark.parametrize("transform", list(TRANSFORMS))
 @pytest.mark.parametrize("kind", ["layer", "inference", "cell"])
 @pytest.mark.parametrize("cell", _ops.CELLS)
-def test_transforms_of_the_ops_match_reference(cell, kind, transform) -> None:
+def test_transforms_of_the_ops_take_the_reference_derivatives(cell, kind, transform) -> None:
+    """The ops run under every transform, and their derivatives (from the reference math
+    under torch.func) equal the reference's."""
     if not NATIVE:
         pytest.skip("needs the C++ build")
     through_op, through_reference = _op_and_reference(cell, kind)
@@ -128,31 +144,49 @@ def test_transforms_of_the_ops_match_reference(cell, kind, transform) -> None:
 
 @pytest.mark.parametrize("kind", ["layer", "inference"])
 @pytest.mark.parametrize("cell", _ops.CELLS)
-def test_forward_mode_ad_of_the_op_matches_reference(cell, kind) -> None:
+def test_forward_mode_of_the_op_gives_its_primal_and_the_reference_tangent(cell, kind) -> None:
+    """On dual inputs the op's primal is the fused kernel's (equal to the reference's) and
+    its tangent the reference math's."""
     if not NATIVE:
         pytest.skip("needs the C++ build")
     through_op, through_reference = _op_and_reference(cell, kind)
     x, tangent = (torch.randn(2, 3, 3, dtype=torch.float64) for _ in range(2))
     w_ih = torch.randn(_ops.GATES[cell] * 2, 3, dtype=torch.float64)
     with forward_ad.dual_level():
-        got = forward_ad.unpack_dual(through_op(forward_ad.make_dual(x, tangent), w_ih)).tangent
-        want = forward_ad.unpack_dual(through_reference(forward_ad.make_dual(x, tangent),
-                                                        w_ih)).tangent
-    assert got is not None and got.abs().sum() > 0
-    torch.testing.assert_close(got, want)
+        got = forward_ad.unpack_dual(through_op(forward_ad.make_dual(x, tangent), w_ih))
+        want = forward_ad.unpack_dual(through_reference(forward_ad.make_dual(x, tangent), w_ih))
+    assert got.tangent is not None and got.tangent.abs().sum() > 0
+    torch.testing.assert_close(got.primal, want.primal)
+    torch.testing.assert_close(got.tangent, want.tangent)
+
+
+@pytest.mark.parametrize("kind", ["layer", "cell"])
+@pytest.mark.parametrize("cell", _ops.CELLS)
+def test_first_order_gradients_of_the_ops_run_the_fused_backward(cell, kind,
+                                                                 fused_backward_calls) -> None:
+    if not NATIVE:
+        pytest.skip("needs the C++ build")
+    through_op, through_reference = _op_and_reference(cell, kind)
+    x = torch.randn(2, 3, 3, dtype=torch.float64, requires_grad=True)
+    w_ih = torch.randn(_ops.GATES[cell] * 2, 3, dtype=torch.float64, requires_grad=True)
+    got = torch.autograd.grad(through_op(x, w_ih).square().sum(), (x, w_ih))
+    assert fused_backward_calls == [f"{cell}_{kind}_backward"]
+    want = torch.autograd.grad(through_reference(x, w_ih).square().sum(), (x, w_ih))
+    for g, w in zip(got, want, strict=True):
+        torch.testing.assert_close(g, w)
 
 
 @pytest.mark.parametrize("backend", NATIVE)
 @pytest.mark.parametrize("name", list(MODULES))
-def test_forward_mode_ad_through_modules_without_grad(name, backend) -> None:
+def test_forward_mode_through_modules_without_grad_gives_tangents(name, backend) -> None:
     """Under no_grad the modules run the inference ops without their Autograd kernel,
-    except while a forward-mode level is open: tangents must still come out."""
+    except while a forward-mode level is open: primal and tangents must still come out."""
     module, reference = _pair(name, backend)
     x, tangent = (torch.randn(5, 2, 3, dtype=torch.float64) for _ in range(2))
-    tangents = []
+    results = []
     for net in (module, reference):
         with torch.no_grad(), forward_ad.dual_level():
-            output = net(forward_ad.make_dual(x, tangent))[0]
-            tangents.append(forward_ad.unpack_dual(output).tangent)
-    assert tangents[0] is not None and tangents[0].abs().sum() > 0
-    torch.testing.assert_close(tangents[0], tangents[1])
+            results.append(forward_ad.unpack_dual(net(forward_ad.make_dual(x, tangent))[0]))
+    assert results[0].tangent is not None and results[0].tangent.abs().sum() > 0
+    torch.testing.assert_close(results[0].primal, results[1].primal)
+    torch.testing.assert_close(results[0].tangent, results[1].tangent)
