@@ -151,11 +151,17 @@ def optional_build_ext(base):
 
         def run(self):
             self._notes: dict[str, str | None] = {}  # file name -> content, None: remove it
+            self._failed = False
             super().run()
             # An in-place (editable) build compiles into a temporary folder, then copies _C
             # into the sources: the notes must follow it there.
             if self.inplace and self._notes:
                 self._write_notes(ROOT / "rnnkernels")
+
+        def copy_extensions_to_source(self):
+            # After a compile failure there is no _C to copy into the sources.
+            if not self._failed:
+                super().copy_extensions_to_source()
 
         def _write_notes(self, folder: Path) -> None:
             folder.mkdir(parents=True, exist_ok=True)
@@ -180,6 +186,7 @@ def optional_build_ext(base):
                     errors = [line for line in output.read().splitlines() if "error" in line.lower()]
                     reason = "\n".join(errors[:5]) or f"{type(exc).__name__}: {exc}"
                     self._notes = {BUILD_ERROR_FILE: reason + "\n", stamp_file: None}
+                    self._failed = True
                     print(f"rnnkernels: WARNING: the extension failed to build:\n{reason}\n"
                           "the Python backend will be used", file=sys.stderr)
                 else:
