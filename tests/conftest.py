@@ -87,11 +87,11 @@ def assert_parity(reference: nn.Module, fused: nn.Module, inputs: list, atol: fl
     ref_out, ref_grads = outputs_and_grads(reference, inputs)
     out, grads = outputs_and_grads(fused, inputs)
     assert len(out) == len(ref_out)
-    for got, want in zip(out, ref_out):
+    for got, want in zip(out, ref_out, strict=True):
         assert got.shape == want.shape and got.dtype == want.dtype
         torch.testing.assert_close(got, want, atol=atol, rtol=0)
     assert len(grads) == len(ref_grads)
-    for got, want in zip(grads, ref_grads):
+    for got, want in zip(grads, ref_grads, strict=True):
         scale = max(want.abs().max().item(), 1e-30)
         torch.testing.assert_close(got, want, atol=atol * scale, rtol=0)
 

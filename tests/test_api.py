@@ -40,7 +40,7 @@ def test_parameters_and_init_match_nn(config) -> None:
     torch.manual_seed(3)
     fused = FUSED_OF[nn_class](**kwargs)
     assert [n for n, _ in fused.named_parameters()] == [n for n, _ in reference.named_parameters()]
-    for (name, p), q in zip(fused.named_parameters(), reference.parameters()):
+    for (name, p), q in zip(fused.named_parameters(), reference.parameters(), strict=True):
         assert torch.equal(p, q), name
     assert repr(fused).split("(", 1)[1] == repr(reference).split("(", 1)[1]
 
@@ -100,7 +100,7 @@ def test_pickle_deepcopy_double_and_meta(config) -> None:
     fused = FUSED_OF[nn_class](**kwargs)
     for clone in (pickle.loads(pickle.dumps(fused)), copy.deepcopy(fused)):
         assert type(clone) is type(fused)
-        for p, q in zip(clone.parameters(), fused.parameters()):
+        for p, q in zip(clone.parameters(), fused.parameters(), strict=True):
             assert torch.equal(p, q)
     doubled = copy.deepcopy(fused).double()
     assert all(p.dtype == torch.float64 for p in doubled.parameters())

@@ -46,7 +46,7 @@ def test_matches_a_layer_call_per_direction(case, kind, threads) -> None:
     # One thread per direction runs the same tile per hidden block; only the input
     # projection's GEMM may split its work differently.
     assert len(got) == len(want)
-    for g, w in zip(got, want):
+    for g, w in zip(got, want, strict=True):
         torch.testing.assert_close(g, w, rtol=1e-6, atol=1e-6)
 
 
@@ -75,7 +75,7 @@ def test_backward_matches_a_layer_backward_per_direction(case, threads) -> None:
                                    *args[6 + 10 * d:8 + 10 * d], True, *args[8 + 10 * d:13 + 10 * d],
                                    d == 1) for d in range(2)]
     torch.testing.assert_close(got[0], want[0][0] + want[1][0], rtol=1e-5, atol=1e-5)
-    for g, w in zip(got[1:], (*want[0][1:], *want[1][1:])):
+    for g, w in zip(got[1:], (*want[0][1:], *want[1][1:]), strict=True):
         torch.testing.assert_close(g, w, rtol=1e-5, atol=1e-5)
 
 
@@ -108,7 +108,7 @@ def test_backward_without_input_grad(case) -> None:
     full = _bidirectional.backward_op(cell)(*args)
     partial = _bidirectional.backward_op(cell)(*args, input_grad=False)
     assert full[0].shape == x.shape and partial[0].shape == (0,)
-    for got, want in zip(partial[1:], full[1:]):
+    for got, want in zip(partial[1:], full[1:], strict=True):
         assert torch.equal(got, want)
 
 

@@ -56,7 +56,7 @@ def test_compile_fullgraph_matches_eager(name, backend) -> None:
     want, want_grads = _outputs_and_grads(model, x)
     got, got_grads = _outputs_and_grads(compiled, x)
     torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
-    for g, w in zip(got_grads, want_grads):
+    for g, w in zip(got_grads, want_grads, strict=True):
         torch.testing.assert_close(g, w, atol=1e-5, rtol=1e-5)
 
 

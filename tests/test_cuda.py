@@ -44,7 +44,8 @@ def test_opcheck_cuda(case) -> None:
     torch.library.opcheck(_ops.inference_op(cell), args)
     torch.library.opcheck(_ops.backward_op(cell), _backward_args(cell, args))
     with torch.no_grad():  # the inference op: the same kernels, nothing kept for backward
-        for got, want in zip(_ops.inference_op(cell)(*args), _ops.forward_op(cell)(*args)[:3]):
+        inferred, trained = _ops.inference_op(cell)(*args), _ops.forward_op(cell)(*args)[:3]
+        for got, want in zip(inferred, trained, strict=True):
             torch.testing.assert_close(got, want)  # float64
 
 
@@ -102,7 +103,7 @@ def test_half_against_float32_cuda(dtype, name) -> None:
     x = torch.randn(20, 8, 32, device="cuda").to(dtype)
     got = flatten(module(x))
     want = flatten(reference(x.float()))
-    for g, w in zip(got, want):
+    for g, w in zip(got, want, strict=True):
         assert g.dtype == dtype
         torch.testing.assert_close(g.float(), w, atol=HALF_ULPS[dtype] * w.abs().max().item(),
                                    rtol=0)
@@ -116,7 +117,7 @@ def test_cuda_agrees_with_cpu_kernels(name) -> None:
                        **kwargs)
     gpu.load_state_dict(cpu.state_dict())
     x = torch.randn(12, 5, 8)
-    for got, want in zip(flatten(gpu(x.cuda())), flatten(cpu(x))):
+    for got, want in zip(flatten(gpu(x.cuda())), flatten(cpu(x)), strict=True):
         torch.testing.assert_close(got.cpu(), want, atol=1e-5, rtol=0)
 
 

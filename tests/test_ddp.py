@@ -61,9 +61,9 @@ def test_ddp_two_processes_match_single_process() -> None:
         init_file = os.path.join(out_dir, "init")
         mp.spawn(_worker, args=(init_file, out_dir), nprocs=WORLD, join=True)
         ranks = [torch.load(os.path.join(out_dir, f"{r}.pt")) for r in range(WORLD)]
-    for a, b in zip(*ranks):
+    for a, b in zip(*ranks, strict=True):
         assert torch.equal(a, b)
     single = Tagger()
     _train(single, None)
-    for got, want in zip(ranks[0], single.parameters()):
+    for got, want in zip(ranks[0], single.parameters(), strict=True):
         torch.testing.assert_close(got, want.detach(), atol=1e-12, rtol=1e-10)

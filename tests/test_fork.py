@@ -31,7 +31,7 @@ CHILD_SCRIPT = textwrap.dedent("""
     def child(queue):
         signal.alarm(60)  # a hang ends the child instead of the test run
         got = run()
-        queue.put(all(torch.equal(g, w) for g, w in zip(got, want)))
+        queue.put(all(torch.equal(g, w) for g, w in zip(got, want, strict=True)))
 
     context = multiprocessing.get_context("fork")
     queue = context.Queue()

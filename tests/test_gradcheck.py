@@ -29,7 +29,7 @@ def _as_function(module: torch.nn.Module, packed_lengths: torch.Tensor | None = 
         states, params = (rest[:2], rest[2:]) if has_cell else (rest[:1], rest[1:])
         hx = tuple(states) if has_cell else states[0]
         inputs = pack_padded_sequence(x, packed_lengths) if packed_lengths is not None else x
-        output, hidden = functional_call(module, dict(zip(names, params)), (inputs, hx))
+        output, hidden = functional_call(module, dict(zip(names, params, strict=True)), (inputs, hx))
         data = output.data if packed_lengths is not None else output
         return (data, *hidden) if has_cell else (data, hidden)
 

@@ -5,6 +5,9 @@ Bound: the reference is the same module in float32 with the weights and input ro
 the half type first, so the only difference left is rounding the outputs to the half
 type: half an ulp at |value| <= 1 (h is bounded by 1, c by T in these shapes), i.e. 2**-9
 for bfloat16 and 2**-12 for float16 relative to the largest magnitude. We allow 2 ulps.
+Gradients likewise: the loss's output gradients (ones) are exact in every type, the
+gradients are computed in float32 and rounded once to the half type, half an ulp of each
+tensor's largest magnitude; 2 ulps allowed here too.
 """
 
 from __future__ import annotations
@@ -32,12 +35,19 @@ def test_half_types_match_float32_reference(backend, dtype, name) -> None:
     reference = MODULES[name]().float()
     reference.load_state_dict({k: v.float() for k, v in module.state_dict().items()})
     x = torch.randn(10, 3, 8).to(dtype)
+    x_float = x.detach().float().requires_grad_()
     got = flatten(module(x.requires_grad_()))
-    want = flatten(reference(x.detach().float()))
-    for g, w in zip(got, want):
+    want = flatten(reference(x_float))
+    for g, w in zip(got, want, strict=True):
         assert g.dtype == dtype
         scale = w.abs().max().item()
         torch.testing.assert_close(g.float(), w, atol=2 * ULP[dtype] * scale, rtol=0)
     sum(g.float().sum() for g in got).backward()
+    sum(w.sum() for w in want).backward()
     assert x.grad is not None and x.grad.dtype == dtype
     assert all(p.grad.dtype == dtype for p in module.parameters())
+    pairs = [(x.grad, x_float.grad)] + [(p.grad, q.grad) for p, q in zip(
+        module.parameters(), reference.parameters(), strict=True)]
+    for g, w in pairs:
+        scale = w.abs().max().item()
+        torch.testing.assert_close(g.float(), w, atol=2 * ULP[dtype] * scale, rtol=0)

@@ -43,7 +43,7 @@ def test_inference_matches_the_training_forward(case, reverse) -> None:
         trained = _ops.forward_op(cell)(*args)
         inferred = _ops.inference_op(cell)(*args)
     # Same kernels and arithmetic; only where the saved values go differs.
-    for got, want in zip(inferred, trained[:3]):
+    for got, want in zip(inferred, trained[:3], strict=True):
         torch.testing.assert_close(got, want, rtol=0, atol=0)
 
 
@@ -110,7 +110,7 @@ def test_cells_step_on_the_inference_op_exactly_when_no_gradient_can_flow(cell_n
     with torch.no_grad():
         assert ops_called(x) == {f"rnnkernels.{op}_layer_inference"}
         for inputs in (x, x[0]):  # batched and unbatched
-            for got, want in zip(states(fused(inputs)), states(reference(inputs))):
+            for got, want in zip(states(fused(inputs)), states(reference(inputs)), strict=True):
                 assert got.shape == want.shape
                 torch.testing.assert_close(got, want, atol=1e-5, rtol=0)
     assert ops_called(x) == {f"rnnkernels.{op}_cell_forward"}  # the weights require grad

@@ -79,9 +79,10 @@ def _layer_inputs(cell: str, hidden: int, batch: int, packed: bool) -> tuple[lis
     sizes = [batch, batch, batch - 1, batch - 1, 1] if packed else []
     rows = sum(sizes) if packed else None
     x = torch.randn(rows, 10) if packed else torch.randn(5, batch, 10)
-    tensors = [x, torch.randn(batch, hidden), torch.randn(batch, hidden) if cell == "lstm" else None,
-               torch.randn(gates * hidden, 10) / 3, torch.randn(gates * hidden, hidden) / hidden ** 0.5,
-               torch.randn(gates * hidden), torch.randn(gates * hidden)]
+    c0 = torch.randn(batch, hidden) if cell == "lstm" else None
+    tensors = [x, torch.randn(batch, hidden), c0, torch.randn(gates * hidden, 10) / 3,
+               torch.randn(gates * hidden, hidden) / hidden ** 0.5, torch.randn(gates * hidden),
+               torch.randn(gates * hidden)]
     return [t.requires_grad_() if t is not None else None for t in tensors], sizes
 
 
@@ -99,15 +100,20 @@ def test_layer_op_in_reverse_matches_reference(cell, hidden, batch, packed, fuse
     if c0 is None:
         got, want = got[:2], want[:2]
     assert len(got) == len(want)
-    for g, w in zip(got, want):
+    for g, w in zip(got, want, strict=True):
         torch.testing.assert_close(g, w, atol=1e-5, rtol=0)
     wrt = [t for t in tensors if t is not None]
-    weights = [torch.randn(w.shape, generator=torch.Generator().manual_seed(i)) for i, w in enumerate(want)]
-    grads = torch.autograd.grad(sum((g * r).sum() for g, r in zip(got, weights)), wrt)
-    expected = torch.autograd.grad(sum((w * r).sum() for w, r in zip(want, weights)), wrt)
+    projections = [torch.randn(w.shape, generator=torch.Generator().manual_seed(i))
+                   for i, w in enumerate(want)]
+
+    def loss(results: list[torch.Tensor]) -> torch.Tensor:
+        return sum((r * p).sum() for r, p in zip(results, projections, strict=True))
+
+    grads = torch.autograd.grad(loss(got), wrt)
+    expected = torch.autograd.grad(loss(want), wrt)
     assert fused_backward_calls == [f"{cell}_layer_backward"]
     assert len(grads) == len(expected) == len(wrt)
-    for g, w in zip(grads, expected):
+    for g, w in zip(grads, expected, strict=True):
         torch.testing.assert_close(g, w, atol=1e-5 * max(w.abs().max().item(), 1e-30), rtol=0)
 
 

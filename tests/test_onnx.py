@@ -87,7 +87,8 @@ def run(path: Path, inputs: list[torch.Tensor]) -> list[torch.Tensor]:
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     names = [i.name for i in session.get_inputs()]
     assert len(names) == len(inputs)
-    return [torch.from_numpy(o) for o in session.run(None, dict(zip(names, (i.numpy() for i in inputs))))]
+    feeds = dict(zip(names, (i.numpy() for i in inputs), strict=True))
+    return [torch.from_numpy(o) for o in session.run(None, feeds)]
 
 
 def recurrent_nodes(graph: onnx.ModelProto) -> list[tuple[str, str]]:
@@ -114,7 +115,7 @@ def assert_runs_as_eager(path: Path, model: nn.Module, make_inputs: Callable[[in
             want = flatten(model(*inputs))
         got = run(path, inputs)
         assert len(got) == len(want)
-        for g, w in zip(got, want):
+        for g, w in zip(got, want, strict=True):
             assert g.shape == w.shape
             torch.testing.assert_close(g, w, atol=1e-5, rtol=0)
 
@@ -306,7 +307,7 @@ def test_packed_sequence_exports_as_nn_does(nn_class, kwargs, tmp_path):
             want = flatten(ours(*inputs))
         got = run(tmp_path / "ours.onnx", inputs)
         assert len(got) == len(want)
-        for g, w in zip(got, want):
+        for g, w in zip(got, want, strict=True):
             torch.testing.assert_close(g, w, atol=1e-5, rtol=0)
 
 

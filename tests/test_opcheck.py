@@ -75,7 +75,7 @@ def test_backward_op_without_input_grad(case) -> None:
     full = _ops.backward_op(cell)(*args)
     partial = _ops.backward_op(cell)(*args, input_grad=False)
     assert full[0].shape == args[3].shape and partial[0].shape == (0,)
-    for got, want in zip(partial[1:], full[1:]):
+    for got, want in zip(partial[1:], full[1:], strict=True):
         assert torch.equal(got, want)
 
 
@@ -90,7 +90,7 @@ def test_fused_backward_matches_reference() -> None:
             grads = [torch.randn_like(t) for t in fused if t is not None]
             got = torch.autograd.grad([t for t in fused if t is not None], tensors, grads)
             want = torch.autograd.grad([t for t in expected if t is not None], tensors, grads)
-            for g, w in zip(got, want):
+            for g, w in zip(got, want, strict=True):
                 torch.testing.assert_close(g, w, atol=1e-10, rtol=1e-10)
 
 

@@ -86,7 +86,7 @@ def test_same_bits_on_one_and_two_threads(case, hidden, batch) -> None:
         finally:
             torch.set_num_threads(before)
 
-    for one, two in zip(run(1), run(2)):
+    for one, two in zip(run(1), run(2), strict=True):
         assert torch.equal(one, two)
 
 

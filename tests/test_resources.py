@@ -77,7 +77,7 @@ def test_threads_get_the_sequential_results(backend) -> None:
         thread.join(timeout=120)
     assert not errors and not any(t.is_alive() for t in threads)
     for index, want in enumerate(expected):
-        for got, w in zip(results[index], want):
+        for got, w in zip(results[index], want, strict=True):
             assert torch.equal(got, w)
 
 
@@ -99,5 +99,5 @@ def test_results_outlive_the_reused_scratch_buffers() -> None:
         y = torch.randn(steps, 4, 6, requires_grad=True)
         later, _ = make(6, 12, backend="cpp")(y)
         later.sum().backward()
-    for got, want in zip(results, copies):
+    for got, want in zip(results, copies, strict=True):
         assert torch.equal(got, want)

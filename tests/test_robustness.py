@@ -25,7 +25,7 @@ def test_autocast_cpu_gives_nn_dtypes(backend, case) -> None:
     x = torch.randn(5, 3, 4)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         got, want = flatten(fused(x)), flatten(reference(x))
-    for g, w in zip(got, want):
+    for g, w in zip(got, want, strict=True):
         assert g.dtype == w.dtype
         # bf16 storage of the result (2**-8 relative) plus nn's own bf16 GEMMs.
         torch.testing.assert_close(g.float(), w.float(), atol=3e-2, rtol=0)
@@ -42,7 +42,7 @@ def test_bitwise_deterministic_with_dropout(backend) -> None:
         (output.square().sum() + h.sum() + c.sum()).backward()
         return [output, h, c, x.grad, *(p.grad for p in model.parameters())]
 
-    for a, b in zip(run(), run()):
+    for a, b in zip(run(), run(), strict=True):
         assert torch.equal(a, b)
 
 
@@ -73,7 +73,7 @@ def test_non_contiguous_and_expanded_weights(backend, case) -> None:
     x = torch.randn(5, 3, 4)
     got = flatten(torch.func.functional_call(fused, weights, (x,)))
     want = flatten(torch.func.functional_call(reference, weights, (x,)))
-    for g, w in zip(got, want):
+    for g, w in zip(got, want, strict=True):
         torch.testing.assert_close(g, w, atol=1e-5, rtol=0)
 
 
@@ -85,7 +85,7 @@ def test_non_finite_values_propagate_as_in_nn(backend, case, value) -> None:
     reference, fused = module_pair(nn_class, 4, 6, backend=backend, **kwargs)
     x = torch.randn(5, 3, 4)
     x[2, 1, 0] = value
-    for g, w in zip(flatten(fused(x)), flatten(reference(x))):
+    for g, w in zip(flatten(fused(x)), flatten(reference(x)), strict=True):
         assert torch.equal(torch.isnan(g), torch.isnan(w))
         torch.testing.assert_close(g, w, atol=1e-5, rtol=0, equal_nan=True)
 

@@ -42,7 +42,7 @@ def test_chunk_gradients_equal_bptt_within_the_chunk(name) -> None:
         output, new_hx = module(x.narrow(time_dim, start, 4), hx)
         _chunk_loss(output, start, start + 4).backward()
         hx = detach_state(new_hx)
-    for g, p in zip(got, module.parameters()):
+    for g, p in zip(got, module.parameters(), strict=True):
         torch.testing.assert_close(g, p.grad)
 
 
@@ -79,7 +79,7 @@ def test_optimizer_steps_once_per_chunk() -> None:
     before = [p.detach().clone() for p in module.parameters()]
     result = tbptt(module, _inputs(module, 10), _chunk_loss, chunk=3, optimizer=optimizer)
     assert len(result.losses) == 4 and result.hx.requires_grad is False
-    assert any(not torch.equal(b, p) for b, p in zip(before, module.parameters()))
+    assert any(not torch.equal(b, p) for b, p in zip(before, module.parameters(), strict=True))
 
 
 @pytest.mark.parametrize("chunk,window", [(0, None), (4, 2), (4, 6)])

@@ -45,12 +45,12 @@ def _noncontiguous(value):
 def test_module_inputs_match_nn(info, backend) -> None:
     for sample in _samples(info, torch.float32, requires_grad=True):
         reference, fused = _build_pair(info, sample, torch.float32, backend)
-        for p, q in zip(fused.parameters(), reference.parameters()):
+        for p, q in zip(fused.parameters(), reference.parameters(), strict=True):
             assert torch.equal(p, q)
         inputs = sample.forward_input.args
         for variant in (inputs, tuple(_noncontiguous(v) for v in inputs)):
             got, want = flatten(fused(*variant)), flatten(reference(*variant))
-            for g, w in zip(got, want):
+            for g, w in zip(got, want, strict=True):
                 assert g.shape == w.shape
                 torch.testing.assert_close(g, w, atol=1e-5, rtol=0)
 
@@ -66,7 +66,7 @@ def test_module_inputs_gradcheck(info, backend) -> None:
         structure = sample.forward_input.args
 
         def run(*tensors):
-            values = dict(zip(names, tensors[len(inputs):]))
+            values = dict(zip(names, tensors[len(inputs):], strict=True))
             it = iter(tensors[:len(inputs)])
             rebuilt = tuple(a._replace(data=next(it)) if isinstance(a, PackedSequence)
                             else tuple(next(it) for _ in a) if isinstance(a, tuple)

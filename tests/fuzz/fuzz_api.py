@@ -85,7 +85,7 @@ def test_modules_match_nn_or_raise_the_same(data) -> None:
         assert isinstance(error, (type(nn_error), RuntimeError, ValueError, TypeError)), (error, nn_error)
         return
     assert error is None, f"nn worked, rnnkernels raised {error!r}"
-    for g, w in zip(flatten(got), flatten(want)):
+    for g, w in zip(flatten(got), flatten(want), strict=True):
         assert g.shape == w.shape and g.dtype == w.dtype
         torch.testing.assert_close(g.double(), w.double(), atol=TOLERANCE[dtype], rtol=0,
                                    equal_nan=True)
