@@ -3,6 +3,7 @@
 #include <torch/extension.h>
 
 #include "cpu/isa.h"
+#include "cpu/step_rows.h"
 
 #ifndef RNNK_CUDA_ARCHS
 #define RNNK_CUDA_ARCHS ""
@@ -26,4 +27,6 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         return "default";
     }
   });
+  // The rows the CPU persistent kernels' steps have run so far (cpu/step_rows.h).
+  m.def("step_rows", [] { return rnnk::g_step_rows.load(std::memory_order_relaxed); });
 }

@@ -147,3 +147,23 @@ def test_the_isa_cap_is_the_one_running():
     if cap is None:
         pytest.skip("not running under an ISA cap")
     assert ISA == cap
+
+
+@pytest.mark.parametrize("bidirectional", [False, True], ids=["one-way", "bidirectional"])
+@pytest.mark.parametrize("case", CELLS, ids=CELL_IDS)
+def test_packed_steps_run_only_their_active_rows(case, bidirectional):
+    """Each step of a packed batch runs its own batch size's rows, forward and backward
+    (the kernels count the rows their steps run), not the padded batch's."""
+    nn_class, kwargs = case
+    _, fused = module_pair(nn_class, 12, HIDDEN[1], num_layers=2, bidirectional=bidirectional,
+                           backend="cpp", **kwargs)
+    lengths = torch.tensor([9, 2, 1, 1, 1, 1, 1, 1])
+    packed = pack_padded_sequence(torch.randn(9, 8, 12, requires_grad=True), lengths)
+    kernels = 2 * (2 if bidirectional else 1)  # layers x directions
+    active = int(lengths.sum())
+    counted = rnnkernels._backend._C.step_rows
+    before = counted()
+    output, _ = fused(packed)
+    assert counted() - before == kernels * active  # not 9 steps x 8 rows
+    output.data.sum().backward()
+    assert counted() - before == 2 * kernels * active

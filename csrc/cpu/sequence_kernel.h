@@ -18,6 +18,7 @@
 #include "call_buffers.h"
 #include "sequence.h"
 #include "spin_barrier.h"
+#include "step_rows.h"
 
 namespace rnnk {
 namespace CPU_CAPABILITY {
@@ -361,6 +362,7 @@ void forward_sequence(const SequenceForward<T>& p) {
           panel_gemm<G, KC>(n, states, H, panels + jb * H * G * W, G * W, W, out, start);
         }
       }
+      if (tid == 0) count_step_rows(n);  // the rows the GEMM above and the gates below run
       // ...then the gates row by row, so the input projections and the outputs stream
       // through memory in order (block by block they would be a scattered walk).
       for (int64_t r = 0; r < n; ++r) {
@@ -451,6 +453,7 @@ void backward_sequence(const SequenceBackward<T>& p) {
       gates_done.wait(tid, team);
       // dh_{t-1} = dhg @ w_hh on this thread's columns, two blocks per tile where it can;
       // GRU adds the direct part z * dh that its gates left in dh.
+      if (tid == 0) count_step_rows(n);  // the rows the gates above and the GEMM below run
       pack_rows_by_chunk(n, p.dhg + off * GH, GH, GH, KC, packed);
       const PanelInput<T> dhg{packed, KC, n * KC};
       for (int64_t jb = mine.first; jb < mine.last;) {
