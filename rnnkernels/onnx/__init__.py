@@ -47,16 +47,22 @@ def install() -> None:
 
 
 def _register_dynamo(registration: ModuleType) -> None:
+    """Runs inside torch.onnx's own import: whatever goes wrong here must leave that import
+    working (the TorchScript exporter keeps our ops), so it becomes a warning."""
     table = getattr(registration, "_torchlib_registry", None)
+    reason = None
     if table is None or not hasattr(table, "onnx_impl"):
-        # A torch whose exporter keeps its table elsewhere: its import must still work.
-        warnings.warn("rnnkernels: this torch's dynamo ONNX exporter keeps its translations "
-                      "where rnnkernels does not know to add its own; export Fused modules with "
-                      "torch.onnx.export(..., dynamo=False)", stacklevel=2)
-        return
-    from . import _dynamo
+        reason = "this torch keeps the exporter's translations where rnnkernels does not look"
+    else:
+        try:
+            from . import _dynamo
 
-    _dynamo.register(table)
+            _dynamo.register(table)
+        except Exception as error:  # noqa: BLE001 - reported, never raised into torch.onnx
+            reason = f"{type(error).__name__}: {error}"
+    if reason is not None:
+        warnings.warn(f"rnnkernels: the dynamo ONNX exporter cannot export Fused modules ("
+                      f"{reason}); use torch.onnx.export(..., dynamo=False)", stacklevel=2)
 
 
 def _after_import(name: str, callback: Callable[[ModuleType], None]) -> None:
