@@ -16,7 +16,7 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 import rnnkernels
-from conftest import flatten
+from conftest import flatten, module_pair
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
@@ -141,11 +141,7 @@ def _case_id(case: tuple) -> str:
 
 
 def _layer_models(nn_class: type, kwargs: dict, states: int) -> tuple[nn.Module, nn.Module]:
-    reference = nn_class(4, 6, **kwargs)
-    fused = rnnkernels.FusedLSTM if nn_class is nn.LSTM else \
-        rnnkernels.FusedGRU if nn_class is nn.GRU else rnnkernels.FusedRNN
-    ours = fused(4, 6, **kwargs)
-    ours.load_state_dict(reference.state_dict())
+    reference, ours = module_pair(nn_class, 4, 6, **kwargs)
     return WRAPPERS[states](reference, states).eval(), WRAPPERS[states](ours, states).eval()
 
 
