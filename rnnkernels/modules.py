@@ -139,11 +139,12 @@ class _FusedSequence:
         has_cell = self.mode == "LSTM"
         packed = isinstance(input, PackedSequence)
         is_batched = True
+        # Packed and traced for ONNX: through torch's own op (onnx/_packed.py), with the
+        # batch size kept a tensor (nn's form), so that it follows the input's.
+        packed_for_onnx = packed and _packed.traced_for_onnx()
         if packed:
             data, batch_sizes, sorted_indices, unsorted_indices = input
-            # Traced for ONNX, the batch size stays a tensor (nn's form), so that it follows
-            # the input's.
-            max_batch = batch_sizes[0] if _packed.traced_for_onnx() else int(batch_sizes[0])
+            max_batch = batch_sizes[0] if packed_for_onnx else int(batch_sizes[0])
         else:
             data, hx, is_batched = self._prepare_unpacked(input, hx)
             batch_sizes = sorted_indices = unsorted_indices = None
@@ -165,7 +166,7 @@ class _FusedSequence:
         if not packed and data.size(1 if self.batch_first else 0) == 0:
             raise RuntimeError("Expected sequence length to be larger than 0 in RNN")
         time_major = data.transpose(0, 1) if (self.batch_first and not packed) else data
-        if packed and _packed.traced_for_onnx():
+        if packed_for_onnx:
             output, h_n, c_n = _packed.torch_rnn(
                 self.mode, data, batch_sizes, hidden_list, weights, self.bias, self.num_layers,
                 float(self.dropout), self.training, self.bidirectional)

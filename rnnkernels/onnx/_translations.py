@@ -10,16 +10,18 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+from .._bidirectional import _FORWARD_OUTPUTS, _INFERENCE_OUTPUTS, _PER_DIRECTION
 from ._graph import Builder, Direction, Value, empty_like, layer
 
-KEPT_FOR_BACKWARD = 4  # saved, h_prev, c_prev, r_seq: the training ops' extra results
+# saved, h_prev, c_prev, r_seq: the training ops' results past (output, h_n, c_n).
+KEPT_FOR_BACKWARD = _FORWARD_OUTPUTS - _INFERENCE_OUTPUTS
 
 
 def _results(b: Builder, x: Value, per_direction: list, kept: int) -> tuple:
+    empty = empty_like(b, x)
     results: list[Value] = []
     for output, h_n, c_n in per_direction:
-        results += [output, h_n, empty_like(b, x) if c_n is None else c_n]
-        results += [empty_like(b, x) for _ in range(kept)]
+        results += [output, h_n, empty if c_n is None else c_n, *[empty] * kept]
     return tuple(results)
 
 
@@ -52,7 +54,8 @@ def bidirectional_op(kept: int) -> Callable:
     def translate(b: Builder, cell: str, x: Value, batch_sizes: Sequence[int],
                   *directions: Value | None) -> tuple:
         _check_padded(b, batch_sizes, x)
-        ahead, back = Direction(*directions[:7]), Direction(*directions[7:])
+        ahead = Direction(*directions[:_PER_DIRECTION])
+        back = Direction(*directions[_PER_DIRECTION:])
         return _results(b, x, layer(b, cell, x, [ahead, back], False), kept)
 
     return translate
