@@ -74,8 +74,9 @@ def extension_modules() -> tuple[list, dict]:
     # The per-instruction-set kernels go last: the linker keeps the first copy of any
     # inline function, which must be the one compiled for the baseline target.
     sources = ["csrc/module.cpp", "csrc/ops.cpp", "csrc/layer.cpp", "csrc/directions.cpp",
-               "csrc/step_ops.cpp", "csrc/workspace.cpp",
-               "csrc/cpu/pointwise.cpp", "csrc/cpu/persistent.cpp"]
+               "csrc/step_ops.cpp", "csrc/workspace.cpp", "csrc/cell_call.cpp",
+               "csrc/cpu/pointwise.cpp", "csrc/cpu/persistent.cpp",
+               "csrc/cpu/single_step.cpp"]
     cpu_capability_sources = ["csrc/cpu/isa_default.cpp", "csrc/cpu/isa_avx2.cpp",
                               "csrc/cpu/isa_avx512.cpp"]
     cxx_flags = ["-O3", "-fopenmp"]

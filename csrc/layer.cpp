@@ -8,6 +8,7 @@
 
 #include "persistent.h"
 #include "pointwise.h"
+#include "single_step.h"
 #include "step_ops.h"
 #include "workspace.h"
 
@@ -75,6 +76,41 @@ void check_operand(const Tensor& ref, const Tensor& t, const char* name,
               t.scalar_type(), " but x has dtype ", ref.scalar_type());
   TORCH_CHECK(t.sizes() == expected, "rnnkernels: ", name, " must have shape ", expected,
               ", got ", t.sizes());
+}
+
+// The sizes of a layer's operands, once they are checked against one another.
+struct LayerSizes {
+  int64_t G, S, H, I, P;
+};
+
+// Shapes, devices and dtypes of one layer and direction's operands: x [.., I] with `rows`
+// rows per step and `total` in all, h0 [rows, P], c0 [rows, H] (LSTM), the weights nn's.
+LayerSizes check_operands(CellKind kind, const Tensor& x, int64_t rows, int64_t total,
+                          const Tensor& h0, const std::optional<Tensor>& c0, const Tensor& w_ih,
+                          const Tensor& w_hh, const std::optional<Tensor>& b_ih,
+                          const std::optional<Tensor>& b_hh, const std::optional<Tensor>& w_hr) {
+  const bool is_lstm = kind == CellKind::Lstm;
+  const bool projects = w_hr.has_value() && w_hr->defined();
+  TORCH_CHECK(!projects || is_lstm, "rnnkernels: only LSTM takes a projection weight");
+  TORCH_CHECK(is_lstm == (c0.has_value() && c0->defined()),
+              "rnnkernels: c0 is required for LSTM and not accepted by other cells");
+  TORCH_CHECK(b_ih.has_value() == b_hh.has_value(), "rnnkernels: give both biases or neither");
+  const int64_t G = cell_gates(kind), S = cell_saved(kind);
+  TORCH_CHECK(w_hh.dim() == 2 && w_hh.size(0) % G == 0, "rnnkernels: w_hh must be [", G,
+              "*H, P], got ", w_hh.sizes());
+  const int64_t H = w_hh.size(0) / G, I = x.size(-1);
+  const int64_t P = projects ? w_hr->size(0) : H;
+  check_operand(x, w_ih, "w_ih", {G * H, I});
+  check_operand(x, w_hh, "w_hh", {G * H, P});
+  check_operand(x, h0, "h0", {rows, P});
+  if (is_lstm) check_operand(x, *c0, "c0", {rows, H});
+  if (b_ih.has_value()) {
+    check_operand(x, *b_ih, "b_ih", {G * H});
+    check_operand(x, *b_hh, "b_hh", {G * H});
+  }
+  if (projects) check_operand(x, *w_hr, "w_hr", {P, H});
+  check_blas_sizes(total, G * H, std::max({I, P, H}));
+  return {G, S, H, I, P};
 }
 
 void pointwise_forward(CellKind kind, const Tensor& xg, const Tensor& hg, const Tensor& h,
@@ -200,25 +236,28 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> layer_forward
   const Schedule sched = make_schedule(x, batch_sizes);
   const bool is_lstm = kind == CellKind::Lstm;
   const bool projects = w_hr.has_value() && w_hr->defined();
-  TORCH_CHECK(!projects || is_lstm, "rnnkernels: only LSTM takes a projection weight");
-  TORCH_CHECK(is_lstm == (c0.has_value() && c0->defined()),
-              "rnnkernels: c0 is required for LSTM and not accepted by other cells");
-  TORCH_CHECK(b_ih.has_value() == b_hh.has_value(), "rnnkernels: give both biases or neither");
-  const int64_t G = cell_gates(kind), S = cell_saved(kind);
-  TORCH_CHECK(w_hh.dim() == 2 && w_hh.size(0) % G == 0, "rnnkernels: w_hh must be [", G,
-              "*H, P], got ", w_hh.sizes());
-  const int64_t H = w_hh.size(0) / G, I = x.size(-1), B = sched.batch;
-  const int64_t P = projects ? w_hr->size(0) : H;
-  check_operand(x, w_ih, "w_ih", {G * H, I});
-  check_operand(x, w_hh, "w_hh", {G * H, P});
-  check_operand(x, h0, "h0", {B, P});
-  if (is_lstm) check_operand(x, *c0, "c0", {B, H});
-  if (b_ih.has_value()) {
-    check_operand(x, *b_ih, "b_ih", {G * H});
-    check_operand(x, *b_hh, "b_hh", {G * H});
+  const LayerSizes sizes =
+      check_operands(kind, x, sched.batch, sched.total, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr);
+  const int64_t G = sizes.G, S = sizes.S, H = sizes.H, I = sizes.I, B = sched.batch,
+                P = sizes.P;
+  // Distinct empty tensors: outputs of an op must not alias one another.
+  auto none = [&] { return at::empty({0}, x.options()); };
+  if (single_step_cpu_applies(x) && batch_sizes.empty() && sched.steps == 1 && !projects) {
+    Tensor output = at::empty({1, B, H}, x.options());
+    Tensor h_n = at::empty({B, H}, x.options());
+    Tensor c_n = is_lstm ? at::empty({B, H}, x.options()) : none();
+    StepResults results{h_n, is_lstm ? c_n : Tensor(), output};
+    Tensor saved, h_prev, c_prev, r_seq;  // undefined in inference (layer.h)
+    if (for_backward) {
+      saved = results.saved = at::empty({1, B, S * H}, x.options());
+      h_prev = results.h_prev = at::empty({1, B, H}, x.options());
+      c_prev = is_lstm ? at::empty({1, B, H}, x.options()) : none();
+      if (is_lstm) results.c_prev = c_prev;
+      r_seq = none();
+    }
+    single_step_cpu(kind, x, h0, c0, w_ih, w_hh, b_ih, b_hh, results);
+    return {output, h_n, c_n, saved, h_prev, c_prev, r_seq};
   }
-  if (projects) check_operand(x, *w_hr, "w_hr", {P, H});
-  check_blas_sizes(sched.total, G * H, std::max({I, P, H}));
 
   const Tensor x2d = x.reshape({sched.total, I});
   // xg: [N, G*H], the input projection of every step in one GEMM. Where the cell reads
@@ -232,14 +271,12 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> layer_forward
     at::mm_out(xg, x2d, w_ih.t());
   }
   Tensor output = empty_like_rows(x, P);
-  // Distinct empty tensors: outputs of an op must not alias one another.
-  auto none = [&] { return at::empty({0}, x.options()); };
-  Tensor saved = none(), h_prev = none(), c_prev = none(), r_seq = none();
+  Tensor saved, h_prev, c_prev, r_seq;  // undefined in inference
   if (for_backward) {
     saved = empty_like_rows(x, S * H);
     h_prev = empty_like_rows(x, P);
-    if (is_lstm) c_prev = empty_like_rows(x, H);
-    if (projects) r_seq = empty_like_rows(x, H);
+    c_prev = is_lstm ? empty_like_rows(x, H) : none();
+    r_seq = projects ? empty_like_rows(x, H) : none();
   }
 
   std::optional<Tensor> recurrent_bias;  // what the recurrent GEMM starts from
@@ -267,6 +304,32 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> layer_forward
                         projects ? w_hr->contiguous() : Tensor(), outs);
   }
   return {output, h_n, is_lstm ? c : none(), saved, h_prev, c_prev, r_seq};
+}
+
+std::tuple<Tensor, Tensor> cell_inference(CellKind kind, const Tensor& x, const Tensor& h,
+                                          const std::optional<Tensor>& c, const Tensor& w_ih,
+                                          const Tensor& w_hh, const std::optional<Tensor>& b_ih,
+                                          const std::optional<Tensor>& b_hh) {
+  TORCH_CHECK(x.dim() == 1 || x.dim() == 2, "rnnkernels: a cell's x must be [B, I] or [I], got ",
+              x.dim(), "-D");
+  const bool is_lstm = kind == CellKind::Lstm;
+  // An unbatched step is a batch of one row.
+  const auto rows = [&](const Tensor& t) { return x.dim() == 1 ? t.view({1, -1}) : t; };
+  const Tensor x2d = rows(x), h2d = rows(h);
+  const std::optional<Tensor> c2d = is_lstm ? std::optional<Tensor>(rows(*c)) : c;
+  if (!single_step_cpu_applies(x)) {
+    auto [output, h_n, c_n, saved, h_prev, c_prev, r_seq] =
+        layer_forward(kind, x2d.unsqueeze(0), {}, h2d, c2d, w_ih, w_hh, b_ih, b_hh,
+                      std::nullopt, false, /*for_backward=*/false);
+    return {h_n.view(h.sizes()), is_lstm ? c_n.view(c->sizes()) : c_n};
+  }
+  check_operands(kind, x2d, x2d.size(0), x2d.size(0), h2d, c2d, w_ih, w_hh, b_ih, b_hh,
+                 std::nullopt);
+  Tensor h_new = at::empty(h.sizes(), x.options());
+  Tensor c_new = is_lstm ? at::empty(c->sizes(), x.options()) : at::empty({0}, x.options());
+  single_step_cpu(kind, x2d, h2d, c2d, w_ih, w_hh, b_ih, b_hh,
+                  StepResults{h_new, is_lstm ? c_new : Tensor()});
+  return {h_new, c_new};
 }
 
 std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> layer_backward(

@@ -2,6 +2,7 @@
 // what this build contains.
 #include <torch/extension.h>
 
+#include "cell_call.h"
 #include "cpu/isa.h"
 #include "cpu/step_rows.h"
 
@@ -27,6 +28,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         return "default";
     }
   });
+  m.def("cell_step_inference", &rnnk::cell_step_inference, "one step of a cell, no gradient");
   // The rows the CPU persistent kernels' steps have run so far (cpu/step_rows.h).
   m.def("step_rows", [] { return rnnk::g_step_rows.load(std::memory_order_relaxed); });
 }

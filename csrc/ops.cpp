@@ -1,6 +1,6 @@
-// Op schemas and their per-device registration. Every cell has the same eight schemas
+// Op schemas and their per-device registration. Every cell has the same nine schemas
 // (a layer's forward, inference and backward; both directions' forward, inference and
-// backward at once; a single step's forward and backward) so that one Python registration
+// backward at once; a single step's forward, inference and backward) so that one Python registration
 // serves them all; the cell ops are the layer loop run over one step.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
@@ -127,6 +127,14 @@ auto cell_forward_op(const at::Tensor& x, const at::Tensor& h, const std::option
 }
 
 template <CellKind K>
+auto cell_inference_op(const at::Tensor& x, const at::Tensor& h,
+                       const std::optional<at::Tensor>& c, const at::Tensor& w_ih,
+                       const at::Tensor& w_hh, const std::optional<at::Tensor>& b_ih,
+                       const std::optional<at::Tensor>& b_hh) {
+  return cell_inference(K, x, h, c, w_ih, w_hh, b_ih, b_hh);
+}
+
+template <CellKind K>
 auto cell_backward_op(const at::Tensor& grad_h, const std::optional<at::Tensor>& grad_c,
                       const at::Tensor& x, const at::Tensor& h, const at::Tensor& w_ih,
                       const at::Tensor& w_hh, bool has_bias, const at::Tensor& saved,
@@ -182,6 +190,10 @@ constexpr const char* kBackwardSchema =
 constexpr const char* kCellForwardSchema =
     "_cell_forward(Tensor x, Tensor h, Tensor? c, Tensor w_ih, Tensor w_hh, Tensor? b_ih, "
     "Tensor? b_hh) -> (Tensor h_new, Tensor c_new, Tensor saved, Tensor c_prev)";
+// x [B, I] with h, c [B, H], or unbatched: x [I] with h, c [H].
+constexpr const char* kCellInferenceSchema =
+    "_cell_inference(Tensor x, Tensor h, Tensor? c, Tensor w_ih, Tensor w_hh, Tensor? b_ih, "
+    "Tensor? b_hh) -> (Tensor h_new, Tensor c_new)";
 constexpr const char* kCellBackwardSchema =
     "_cell_backward(Tensor grad_h, Tensor? grad_c, Tensor x, Tensor h, Tensor w_ih, Tensor w_hh, "
     "bool has_bias, Tensor saved, Tensor c_prev) -> (Tensor grad_x, Tensor grad_h, "
@@ -199,6 +211,7 @@ void register_cell_impls(torch::Library& m) {
   m.impl((name + "_bidirectional_backward").c_str(), &bidirectional_backward_op<K>);
   m.impl((name + "_layer_backward").c_str(), &backward_op<K>);
   m.impl((name + "_cell_forward").c_str(), &cell_forward_op<K>);
+  m.impl((name + "_cell_inference").c_str(), &cell_inference_op<K>);
   m.impl((name + "_cell_backward").c_str(), &cell_backward_op<K>);
 }
 
@@ -220,6 +233,7 @@ TORCH_LIBRARY(rnnkernels, m) {
     m.def((std::string(name) + kBidirectionalBackwardSchema).c_str());
     m.def((std::string(name) + kBackwardSchema).c_str());
     m.def((std::string(name) + kCellForwardSchema).c_str());
+    m.def((std::string(name) + kCellInferenceSchema).c_str());
     m.def((std::string(name) + kCellBackwardSchema).c_str());
   }
 }

@@ -28,23 +28,45 @@ bool direct_cpu(const at::Tensor& t) {
 template <typename T>
 void direct_gemm(const at::Tensor& out, const at::Tensor& a, const at::Tensor& w,
                  bool transpose_w, const std::optional<at::Tensor>& bias, bool accumulate) {
-  const int64_t rows = out.size(0), cols = out.size(1), inner = a.size(1);
+  const int64_t rows = out.size(0), cols = out.size(1);
   T* c = out.data_ptr<T>();
-  T beta = accumulate ? T(1) : T(0);
   if (!accumulate && bias.has_value()) {
     const T* b = bias->data_ptr<T>();
     for (int64_t r = 0; r < rows; ++r) std::memcpy(c + r * cols, b, cols * sizeof(T));
-    beta = T(1);
+    accumulate = true;
+  }
+  cpu_gemm_rows<T>(rows, cols, a.size(1), a.data_ptr<T>(), w.data_ptr<T>(), transpose_w, c,
+                   accumulate);
+}
+
+}  // namespace
+
+bool cpu_blas_available(at::ScalarType dtype) {
+  if (dtype == at::kFloat) return blas_gemm<float>() != nullptr;
+  if (dtype == at::kDouble) return blas_gemm<double>() != nullptr;
+  return false;
+}
+
+template <typename T>
+void cpu_gemm_rows(int64_t rows, int64_t cols, int64_t inner, const T* a, const T* w,
+                   bool transpose_w, T* out, bool accumulate) {
+  if (rows == 0 || cols == 0) return;
+  if (inner == 0) {  // BLAS refuses a leading dimension of 0
+    if (!accumulate) std::memset(out, 0, rows * cols * sizeof(T));
+    return;
   }
   // Row-major out[rows, cols] is column-major out^T; so out^T = op(w)^T a^T.
   const int m = static_cast<int>(cols), n = static_cast<int>(rows), k = static_cast<int>(inner);
   const int lda = static_cast<int>(transpose_w ? inner : cols), ldb = k, ldc = m;
-  const T alpha = T(1);
-  blas_gemm<T>()(transpose_w ? "T" : "N", "N", &m, &n, &k, &alpha, w.data_ptr<T>(), &lda,
-                 a.data_ptr<T>(), &ldb, &beta, c, &ldc);
+  const T alpha = T(1), beta = accumulate ? T(1) : T(0);
+  blas_gemm<T>()(transpose_w ? "T" : "N", "N", &m, &n, &k, &alpha, w, &lda, a, &ldb, &beta, out,
+                 &ldc);
 }
 
-}  // namespace
+template void cpu_gemm_rows<float>(int64_t, int64_t, int64_t, const float*, const float*, bool,
+                                   float*, bool);
+template void cpu_gemm_rows<double>(int64_t, int64_t, int64_t, const double*, const double*,
+                                    bool, double*, bool);
 
 void copy_rows(const at::Tensor& dst, const at::Tensor& src) {
   if (direct_cpu(dst)) {
@@ -69,9 +91,7 @@ void add_rows(const at::Tensor& dst, const at::Tensor& src) {
 void gemm_rows(const at::Tensor& out, const at::Tensor& a, const at::Tensor& w, bool transpose_w,
                const std::optional<at::Tensor>& bias, bool accumulate) {
   if (out.numel() == 0) return;
-  const bool direct = direct_cpu(out) && (out.scalar_type() == at::kFloat
-                                              ? blas_gemm<float>() != nullptr
-                                              : blas_gemm<double>() != nullptr);
+  const bool direct = direct_cpu(out) && cpu_blas_available(out.scalar_type());
   if (direct && a.size(1) > 0) {
     AT_DISPATCH_FLOATING_TYPES(out.scalar_type(), "rnnkernels_gemm_rows", [&] {
       direct_gemm<scalar_t>(out, a, w, transpose_w, bias, accumulate);

@@ -5,6 +5,8 @@
 #pragma once
 #include <ATen/core/Tensor.h>
 
+#include <c10/core/ScalarType.h>
+
 #include <optional>
 
 namespace rnnk {
@@ -19,5 +21,15 @@ void add_rows(const at::Tensor& dst, const at::Tensor& src);
 // w must be contiguous.
 void gemm_rows(const at::Tensor& out, const at::Tensor& a, const at::Tensor& w, bool transpose_w,
                const std::optional<at::Tensor>& bias, bool accumulate);
+
+// Whether the BLAS that torch links can be called directly for this dtype (float, double).
+bool cpu_blas_available(at::ScalarType dtype);
+
+// out[rows, cols] (+)= a[rows, inner] @ (transpose_w ? w^T : w), all row-major and dense,
+// on that BLAS (cpu_blas_available must hold): `accumulate` adds to out instead of
+// overwriting it.
+template <typename T>
+void cpu_gemm_rows(int64_t rows, int64_t cols, int64_t inner, const T* a, const T* w,
+                   bool transpose_w, T* out, bool accumulate);
 
 }  // namespace rnnk

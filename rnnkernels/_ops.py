@@ -3,9 +3,8 @@ autograd, and a vmap rule.
 
 Each cell has ``rnnkernels::<cell>_layer_forward`` / ``<cell>_layer_backward`` (a layer
 over a sequence), ``<cell>_layer_inference`` (the forward without what backward needs, for
-calls no gradient flows through) and ``<cell>_cell_forward`` / ``<cell>_cell_backward``
-(one step, for the *Cell modules where a gradient can flow; without one they take the
-inference op over one step), with schemas shared by all cells (see csrc/ops.cpp).
+calls no gradient flows through) and ``<cell>_cell_forward`` / ``<cell>_cell_inference`` /
+``<cell>_cell_backward`` (one step, for the *Cell modules), with schemas shared by all cells (see csrc/ops.cpp).
 Should a gradient be asked of the inference op after all, it comes from the reference
 math (correct, not fast); ``fused_layer`` picks it only when none can be. The first-order
 backward runs the fused backward op; when a graph of the backward is wanted
@@ -51,6 +50,10 @@ def backward_op(cell: str) -> Any:
 
 def cell_forward_op(cell: str) -> Any:
     return library_op(cell, "cell_forward")
+
+
+def cell_inference_op(cell: str) -> Any:
+    return library_op(cell, "cell_inference")
 
 
 def cell_backward_op(cell: str) -> Any:
@@ -107,6 +110,10 @@ def _make_fake_cell_forward(cell: str) -> Callable:
                 x.new_empty(x.shape[0], hidden) if cell == "lstm" else x.new_empty(0))
 
     return fake
+
+
+def _fake_cell_inference(x, h, c, w_ih, w_hh, b_ih, b_hh):
+    return h.new_empty(h.shape), c.new_empty(c.shape) if c is not None else x.new_empty(0)
 
 
 def _fake_cell_backward(grad_h, grad_c, x, h, w_ih, w_hh, has_bias, saved, c_prev):
@@ -237,9 +244,30 @@ def _cell_setup_context(ctx: Any, inputs: tuple, output: tuple) -> None:
 
 
 def _run_reference_cell(cell: str, x, h, c, w_ih, w_hh, b_ih, b_hh) -> tuple:
+    """One step of the reference math; x [B, I] with h, c [B, H], or unbatched [I], [H]."""
+    if x.dim() == 1:
+        h_new, c_new = _run_reference_cell(cell, x.unsqueeze(0), h.unsqueeze(0),
+                                           None if c is None else c.unsqueeze(0), w_ih, w_hh,
+                                           b_ih, b_hh)
+        return h_new.squeeze(0), None if c_new is None else c_new.squeeze(0)
     _, h_new, c_new = reference.layer(cell, x.unsqueeze(0), [], h, c, w_ih, w_hh, b_ih, b_hh, None,
                                       False)
     return h_new, c_new
+
+
+def _cell_inference_setup_context(ctx: Any, inputs: tuple, output: tuple) -> None:
+    ctx.save_for_backward(*inputs)
+    ctx.save_for_forward(*inputs)
+    if inputs[2] is None:
+        ctx.mark_non_differentiable(output[1])
+
+
+def _make_cell_inference_backward(cell: str) -> Callable:
+    def backward(ctx: Any, grad_h, grad_c):
+        return tuple(_reference_gradients(partial(_run_reference_cell, cell),
+                                          list(ctx.saved_tensors), [grad_h, grad_c]))
+
+    return backward
 
 
 def _make_cell_backward(cell: str) -> Callable:
@@ -259,11 +287,13 @@ def _make_cell_backward(cell: str) -> Callable:
     return backward
 
 
-def _make_cell_jvp(cell: str) -> Callable:
+def _make_cell_jvp(cell: str, outputs_kept: int) -> Callable:
+    """Forward mode of the cell ops: tangents of (h', c'), and None for the
+    ``outputs_kept`` tensors the forward op keeps for backward."""
     def jvp(ctx: Any, *tangents):
-        h_t, c_t = _reference_jvp(partial(_run_reference_cell, cell), list(ctx.saved_tensors),
-                                  list(tangents))
-        return (h_t, c_t, None, None)
+        h_t, c_t = _reference_jvp(partial(_run_reference_cell, cell),
+                                  list(ctx.saved_tensors)[:len(tangents)], list(tangents))
+        return (h_t, c_t, *[None] * outputs_kept)
 
     return jvp
 
@@ -301,8 +331,13 @@ def register_all() -> None:
         torch.library.register_fake(cell_forward)(_make_fake_cell_forward(cell))
         torch.library.register_fake(cell_backward)(_fake_cell_backward)
         _autograd.register(cell_forward, _cell_setup_context, _make_cell_backward(cell),
-                           _make_cell_jvp(cell))
+                           _make_cell_jvp(cell, 2))
         torch.library.register_vmap(cell_forward, _vmap_by_loop(cell_forward))
+        cell_inference = cell_inference_op(cell)
+        torch.library.register_fake(cell_inference)(_fake_cell_inference)
+        _autograd.register(cell_inference, _cell_inference_setup_context,
+                           _make_cell_inference_backward(cell), _make_cell_jvp(cell, 0))
+        torch.library.register_vmap(cell_inference, _vmap_by_loop(cell_inference))
         torch.library.register_vmap(cell_backward, _vmap_by_loop(cell_backward))
 
 
@@ -329,11 +364,11 @@ def wants_grad(*tensors: Tensor | None) -> bool:
 def fused_cell(cell: str, x: Tensor, h: Tensor, c: Tensor | None, w_ih: Tensor, w_hh: Tensor,
                b_ih: Tensor | None, b_hh: Tensor | None) -> tuple[Tensor, Tensor | None]:
     """One step on the fused kernels: (h', c'), c' None for cells without a cell state.
-    A step no gradient can flow through runs the layer inference op over one step, which
-    keeps nothing for backward and skips the Python Autograd kernel."""
+    A step no gradient can flow through runs the cell inference op, which keeps nothing
+    for backward and skips the Python Autograd kernel."""
     if not wants_grad(x, h, c, w_ih, w_hh, b_ih, b_hh):
-        _, h_new, c_new = _autograd.call_inference(inference_op(cell), x.unsqueeze(0), [], h, c,
-                                                   w_ih, w_hh, b_ih, b_hh, None, False)
+        h_new, c_new = _autograd.call_inference(cell_inference_op(cell), x, h, c, w_ih, w_hh,
+                                                b_ih, b_hh)
     else:
         h_new, c_new, *_ = cell_forward_op(cell)(x, h, c, w_ih, w_hh, b_ih, b_hh)
     return h_new, (c_new if c is not None else None)

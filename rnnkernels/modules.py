@@ -16,7 +16,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence
 
-from . import functional
+from . import _single_step, functional
 from .functional import LayerWeights
 from .onnx import _packed
 
@@ -294,7 +294,15 @@ class _FusedCell:
             raise ValueError(
                 f"{self._label}: Expected input to be 1D or 2D, got {input.dim()}D instead")
 
+    def _lean(self, input: Tensor, h: Tensor | None, c: Tensor | None) -> Any:
+        """The step on the lean call (_single_step.py), or None where it does not apply."""
+        return _single_step.inference(self._cell, self.backend, input, h, c, self.weight_ih,
+                                      self.weight_hh, self.bias_ih, self.bias_hh)
+
     def _single_state_forward(self, input: Tensor, hx: Tensor | None) -> Tensor:
+        result = self._lean(input, hx, None)
+        if result is not None:
+            return result
         self._check_input_dim(input)
         self._check_hidden_dim(hx)
         input, hidden, is_batched = self._prepare(input, None if hx is None else [hx])
@@ -313,12 +321,18 @@ class FusedLSTMCell(_FusedCell, nn.LSTMCell):
         self.backend = backend
 
     def forward(self, input: Tensor, hx: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, Tensor]:
+        if hx is None or len(hx) == 2:
+            result = self._lean(input, *((None, None) if hx is None else hx))
+            if result is not None:
+                return result
         self._check_input_dim(input)
         if hx is not None:
             for index, value in enumerate(hx):
                 if value.dim() not in (1, 2):
                     raise ValueError(f"LSTMCell: Expected hx[{index}] to be 1D or 2D, "
                                      f"got {value.dim()}D instead")
+            if len(hx) != 2:
+                raise RuntimeError("lstm_cell expects two hidden states")
         input, hidden, is_batched = self._prepare(input, None if hx is None else list(hx))
         h_new, c_new = self._step(input, hidden)
         if not is_batched:

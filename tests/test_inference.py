@@ -108,7 +108,7 @@ def test_cells_step_on_the_inference_op_exactly_when_no_gradient_can_flow(cell_n
         return out if isinstance(out, tuple) else (out,)
 
     with torch.no_grad():
-        assert ops_called(x) == {f"rnnkernels.{op}_layer_inference"}
+        assert ops_called(x) == {f"rnnkernels.{op}_cell_inference"}
         for inputs in (x, x[0]):  # batched and unbatched
             for got, want in zip(states(fused(inputs)), states(reference(inputs)), strict=True):
                 assert got.shape == want.shape

@@ -122,6 +122,17 @@ def test_cell_ops(cell, bias) -> None:
     torch.library.opcheck(_ops.cell_backward_op(cell), _cell_backward_args(cell, args))
 
 
+@pytest.mark.parametrize("batched", [True, False])
+@pytest.mark.parametrize("cell", _ops.CELLS)
+def test_cell_inference_op(cell, batched) -> None:
+    """The op the cells' inference steps run; its gradient (should one be asked for) comes
+    from the reference math."""
+    args = _cell_forward_args(cell)
+    if not batched:  # x [I] with h, c [H]
+        args = tuple(t[0] if i < 3 and t is not None else t for i, t in enumerate(args))
+    torch.library.opcheck(_ops.cell_inference_op(cell), args)
+
+
 @pytest.mark.parametrize("cell", _ops.CELLS)
 def test_cell_op_gradcheck_and_gradgradcheck(cell) -> None:
     args = _cell_forward_args(cell)

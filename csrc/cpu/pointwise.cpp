@@ -25,16 +25,24 @@ using RowsFn = void (*)(CellKind, const Step&, int64_t, int64_t);
 
 }  // namespace
 
+template <typename T>
+void pointwise_forward_rows(CellKind kind, const StepForward<T>& step, int64_t rows) {
+  const auto rows_fn = for_this_cpu<RowsFn<StepForward<T>>>(AVX512::forward_rows,
+                                                            AVX2::forward_rows,
+                                                            DEFAULT::forward_rows);
+  parallel_rows(step, rows, [&](int64_t begin, int64_t end) { rows_fn(kind, step, begin, end); });
+}
+
+template void pointwise_forward_rows<float>(CellKind, const StepForward<float>&, int64_t);
+template void pointwise_forward_rows<double>(CellKind, const StepForward<double>&, int64_t);
+
 void pointwise_forward_cpu(CellKind kind, const at::Tensor& xg, const at::Tensor& hg,
                            const at::Tensor& h, const at::Tensor& c, const at::Tensor& saved) {
   AT_DISPATCH_FLOATING_TYPES(xg.scalar_type(), "rnnkernels_pointwise_forward", [&] {
     const StepForward<scalar_t> step{xg.data_ptr<scalar_t>(), hg.data_ptr<scalar_t>(),
                                      h.data_ptr<scalar_t>(), ptr_or_null<scalar_t>(c),
                                      saved.data_ptr<scalar_t>(), h.size(1)};
-    const auto rows_fn = for_this_cpu<RowsFn<StepForward<scalar_t>>>(
-        AVX512::forward_rows, AVX2::forward_rows, DEFAULT::forward_rows);
-    parallel_rows(step, h.size(0),
-                  [&](int64_t begin, int64_t end) { rows_fn(kind, step, begin, end); });
+    pointwise_forward_rows(kind, step, h.size(0));
   });
 }
 

@@ -91,6 +91,7 @@ _SIGNATURES = {
     "bidirectional_forward": _bidirectional_translation,
     "bidirectional_inference": _bidirectional_translation,
     "cell_forward": _cell_translation,
+    "cell_inference": _cell_translation,
 }
 
 

@@ -113,6 +113,7 @@ _SIGNATURES = {
     "bidirectional_forward": _bidirectional_symbolic,
     "bidirectional_inference": _bidirectional_symbolic,
     "cell_forward": _cell_symbolic,
+    "cell_inference": _cell_symbolic,
 }
 
 

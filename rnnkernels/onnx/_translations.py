@@ -61,14 +61,30 @@ def bidirectional_op(kept: int) -> Callable:
     return translate
 
 
-def cell_op(b: Builder, cell: str, x: Value, h: Value, c: Value | None, w_ih: Value,
-            w_hh: Value, b_ih: Value | None, b_hh: Value | None) -> tuple:
-    """``<cell>_cell_forward``: one step, as a one-step recurrent node."""
+def _step(b: Builder, cell: str, x: Value, h: Value, c: Value | None, w_ih: Value,
+          w_hh: Value, b_ih: Value | None, b_hh: Value | None) -> tuple[Value, Value | None]:
+    """(h', c' or None) of one step as a one-step recurrent node: x [B, I] or [I], with
+    h, c [B, H] or [H]; h' and c' come as [B, H]."""
     steps = b.op("Reshape", x, b.ints([1, -1, b.static_shape(w_ih)[1]]))
     [(_, h_new, c_new)] = layer(b, cell, steps, [Direction(h, c, w_ih, w_hh, b_ih, b_hh, None)],
                                 False)
+    return h_new, c_new
+
+
+def cell_op(b: Builder, cell: str, x: Value, h: Value, c: Value | None, w_ih: Value,
+            w_hh: Value, b_ih: Value | None, b_hh: Value | None) -> tuple:
+    """``<cell>_cell_forward``: one step of a batch."""
+    h_new, c_new = _step(b, cell, x, h, c, w_ih, w_hh, b_ih, b_hh)
     empty = empty_like(b, x)
     return (h_new, empty if c_new is None else c_new, empty, empty)
+
+
+def cell_inference_op(b: Builder, cell: str, x: Value, h: Value, c: Value | None, w_ih: Value,
+                      w_hh: Value, b_ih: Value | None, b_hh: Value | None) -> tuple:
+    """``<cell>_cell_inference``: one step, batched or unbatched (results shaped as h, c)."""
+    h_new, c_new = _step(b, cell, x, h, c, w_ih, w_hh, b_ih, b_hh)
+    h_new = b.op("Reshape", h_new, b.op("Shape", h))
+    return (h_new, empty_like(b, x) if c_new is None else b.op("Reshape", c_new, b.op("Shape", c)))
 
 
 # Per op kind (the part of the op's name after the cell's): its translation.
@@ -78,4 +94,5 @@ OPS: dict[str, Callable] = {
     "bidirectional_forward": bidirectional_op(KEPT_FOR_BACKWARD),
     "bidirectional_inference": bidirectional_op(0),
     "cell_forward": cell_op,
+    "cell_inference": cell_inference_op,
 }

@@ -1,0 +1,99 @@
+#include "../single_step.h"
+
+#include <ATen/ATen.h>
+
+#include <cstring>
+#include <vector>
+
+#include "../pointwise.h"
+#include "../step_ops.h"
+#include "tensor_ptr.h"
+
+namespace rnnk {
+namespace {
+
+using at::Tensor;
+
+// Scratch a thread keeps between calls (the gate projections, and the saved gates in
+// inference); a larger need gets its own buffer for one call, so that a thread never
+// holds more than this after a call returns.
+constexpr size_t kMostKeptElements = size_t{1} << 20;
+
+template <typename T>
+struct Scratch {
+  std::vector<T> own;
+  T* data;
+  explicit Scratch(size_t count) {
+    thread_local std::vector<T> kept;
+    std::vector<T>& buffer = count <= kMostKeptElements ? kept : own;
+    if (buffer.size() < count) buffer.resize(count);
+    data = buffer.data();
+  }
+};
+
+// Every row of rows x width `out` starts as `bias` (or zero without one).
+template <typename T>
+void start_rows(T* out, const T* bias, int64_t rows, int64_t width) {
+  for (int64_t r = 0; r < rows; ++r) {
+    if (bias != nullptr) {
+      std::memcpy(out + r * width, bias, width * sizeof(T));
+    } else {
+      std::memset(out + r * width, 0, width * sizeof(T));
+    }
+  }
+}
+
+template <typename T>
+const T* data_or_null(const std::optional<Tensor>& t) {
+  return t.has_value() ? t->data_ptr<T>() : nullptr;
+}
+
+}  // namespace
+
+bool single_step_cpu_applies(const Tensor& x) {
+  return x.is_cpu() && cpu_blas_available(x.scalar_type());
+}
+
+void single_step_cpu(CellKind kind, const Tensor& x, const Tensor& h0,
+                     const std::optional<Tensor>& c0, const Tensor& w_ih, const Tensor& w_hh,
+                     const std::optional<Tensor>& b_ih, const std::optional<Tensor>& b_hh,
+                     const StepResults& out) {
+  const int64_t G = cell_gates(kind), S = cell_saved(kind);
+  const int64_t H = w_hh.size(1), I = w_ih.size(1), B = H > 0 ? h0.numel() / H : 0, GH = G * H;
+  if (B == 0 || H == 0) return;
+  const Tensor x_c = x.contiguous(), h0_c = h0.contiguous(), w_ih_c = w_ih.contiguous(),
+               w_hh_c = w_hh.contiguous();
+  const Tensor c0_c = out.c.defined() ? c0->contiguous() : Tensor();
+  const std::optional<Tensor> b_ih_c = b_ih.has_value() ? b_ih->contiguous() : b_ih;
+  const std::optional<Tensor> b_hh_c = b_hh.has_value() ? b_hh->contiguous() : b_hh;
+  const bool for_backward = out.saved.defined();
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "rnnkernels_single_step", [&] {
+    using T = scalar_t;
+    const size_t gates = static_cast<size_t>(B * GH);
+    Scratch<T> scratch(2 * gates + (for_backward ? 0 : static_cast<size_t>(B * S * H)));
+    T* xg = scratch.data;
+    T* hg = xg + gates;
+    // b_ih starts xg and b_hh starts hg: the cells read xg + hg, or (GRU) each apart.
+    start_rows(xg, data_or_null<T>(b_ih_c), B, GH);
+    start_rows(hg, data_or_null<T>(b_hh_c), B, GH);
+    cpu_gemm_rows<T>(B, GH, I, x_c.data_ptr<T>(), w_ih_c.data_ptr<T>(), /*transpose_w=*/true,
+                     xg, /*accumulate=*/true);
+    cpu_gemm_rows<T>(B, GH, H, h0_c.data_ptr<T>(), w_hh_c.data_ptr<T>(), /*transpose_w=*/true,
+                     hg, /*accumulate=*/true);
+    const size_t state_bytes = static_cast<size_t>(B * H) * sizeof(T);
+    const auto copy = [&](const Tensor& dst, const Tensor& src) {
+      if (dst.defined()) std::memcpy(dst.data_ptr<T>(), src.data_ptr<T>(), state_bytes);
+    };
+    // The pointwise pass updates h and c in place: they start as h0 and c0.
+    copy(out.h, h0_c);
+    copy(out.c, c0_c);
+    copy(out.h_prev, h0_c);
+    copy(out.c_prev, c0_c);
+    const StepForward<T> step{xg, hg, out.h.data_ptr<T>(), ptr_or_null<T>(out.c),
+                              for_backward ? out.saved.data_ptr<T>() : hg + gates, H};
+    pointwise_forward_rows(kind, step, B);
+    copy(out.output, out.h);
+  });
+}
+
+}  // namespace rnnk

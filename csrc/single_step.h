@@ -1,0 +1,34 @@
+// One step of a layer on the CPU: what a *Cell module or a streaming call (T = 1, state
+// carried) runs, where a call's fixed costs decide its speed. The sequence loop
+// (layer.cpp) pays per call for ATen views, scratch tensors and the bias sum, several
+// microseconds, against well under one of arithmetic at B=1, H=64; this step works on raw
+// arrays, allocates only the results and calls BLAS twice.
+#pragma once
+#include <ATen/core/Tensor.h>
+
+#include <optional>
+
+#include "cells/cells.h"
+
+namespace rnnk {
+
+// Whether single_step_cpu can run a step on x's device and dtype: the CPU in float32/64,
+// with a BLAS to call.
+bool single_step_cpu_applies(const at::Tensor& x);
+
+// What one step writes, each a dense array of the size named (undefined: not wanted).
+struct StepResults {
+  at::Tensor h, c;   // [B, H] the new state (c: LSTM)
+  at::Tensor output;  // [B, H] a copy of h (the layer's output row)
+  at::Tensor saved;   // [B, S*H] what backward needs
+  at::Tensor h_prev, c_prev;  // [B, H] copies of h0 and c0 (c0: LSTM), for backward
+};
+
+// One step of a cell without a projection from x [B, I], h0 [B, H] and c0 [B, H] (LSTM),
+// operands checked (layer.cpp), into `out`.
+void single_step_cpu(CellKind kind, const at::Tensor& x, const at::Tensor& h0,
+                     const std::optional<at::Tensor>& c0, const at::Tensor& w_ih,
+                     const at::Tensor& w_hh, const std::optional<at::Tensor>& b_ih,
+                     const std::optional<at::Tensor>& b_hh, const StepResults& out);
+
+}  // namespace rnnk
