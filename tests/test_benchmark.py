@@ -9,6 +9,7 @@ import pytest
 import rnnkernels
 from rnnkernels.benchmark import cli, report
 from rnnkernels.benchmark.configs import Shape, flops, parse_shape, standard_sweep
+from rnnkernels.benchmark.single_step import USES
 
 
 def test_defaults() -> None:
@@ -79,6 +80,15 @@ def test_tiny_run_writes_table_json_plot_and_compares(tmp_path, capsys) -> None:
         assert all(isinstance(us, float) for us in step_us.values())
     else:
         assert step_us is None
+    single = document["single_step"]
+    if rnnkernels.backend_info()["available"]["cpp"]:
+        assert "One step at a time" in output
+        assert [r["use"] for r in single] == [use.label for use in USES]
+        for row in single:
+            assert row["speedup"] == pytest.approx(row["nn_us"] / row["ours_us"])
+            assert row["nn_us_range"][0] <= row["nn_us"] <= row["nn_us_range"][1]
+    else:
+        assert single is None
     rows = document["results"]
     assert {r["mode"] for r in rows} == {"fwd", "train"}
     for row in rows:

@@ -12,6 +12,8 @@ import torch
 from . import report
 from .configs import Shape, parse_shape, standard_sweep
 from .per_step import per_step_us
+from .single_step import single_step_rows
+from .single_step import table as single_step_table
 from .runner import MismatchError, run_case
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16,
@@ -89,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"ABORTED: {error}", file=sys.stderr)
                 return 1
         step_us = per_step_us(device, args.repeats, args.budget)
+        single = single_step_rows(args.repeats, args.budget) if device == "cpu" else None
         # Each case's ceiling is its own (runner.run_case); the run's is their median.
         ceilings = {name: statistics.median(r["gemm_ceiling_gflops"] for r in rows
                                             if r["dtype"] == name)
@@ -101,8 +104,10 @@ def main(argv: list[str] | None = None) -> int:
         print(report.table(rows))
         for cell, us in (step_us or {}).items():
             print(f"ours, {cell} B=1 H=64: {us:.2f} us per step (2T minus T steps, float32)")
+        if single:
+            print("\nOne step at a time (per step, 50-step loops):\n" + single_step_table(single))
         json_path = args.out_dir / f"{stem}.json"
-        report.write_json(json_path, env, ceilings, rows, step_us)
+        report.write_json(json_path, env, ceilings, rows, step_us, single)
         print(f"wrote {json_path}")
         if not args.no_plot:
             plot_path = args.out_dir / f"{stem}.png"

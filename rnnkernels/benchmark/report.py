@@ -67,12 +67,14 @@ def table(rows: list[dict]) -> str:
 
 
 def write_json(path: Path, env: dict, ceilings: dict, rows: list[dict],
-               per_step_us: dict[str, float] | None) -> None:
+               per_step_us: dict[str, float] | None,
+               single_step: list[dict] | None = None) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     document = {"schema": SCHEMA_VERSION, "environment": env, "gemm_ceiling_gflops": ceilings,
                 "flop_formula": "per layer and direction: 2*tokens*G*H*(I_layer+H), G=4 LSTM, "
                                 "3 GRU, 1 RNN; x3 for train (forward+backward)",
                 "per_step_us_b1_h64": per_step_us,
+                "single_step": single_step,
                 "results": rows}
     path.write_text(json.dumps(document, indent=1))
 
