@@ -29,10 +29,12 @@ def _plain_eager(*tensors: Tensor | None) -> bool:
     """Whether a call on these tensors is plain eager inference: no gradient can flow, no
     tracer, transform, forward-mode level, autocast or __torch_function__ override is
     active, none of which the C++ call would see."""
+    # First: while dynamo traces, nothing below may be traced (it would break the graph).
+    if torch.compiler.is_compiling() or torch.jit.is_tracing():
+        return False
     if torch.is_grad_enabled() and torch._C._any_requires_grad(*tensors):
         return False
-    return not (torch.compiler.is_compiling() or torch.jit.is_tracing()
-                or torch._C._has_torch_function_variadic(*tensors)
+    return not (torch._C._has_torch_function_variadic(*tensors)
                 or torch._C._functorch.peek_interpreter_stack() is not None
                 or _autograd._forward_mode_open() or torch.is_autocast_enabled("cpu"))
 

@@ -161,3 +161,28 @@ def test_the_lean_call_follows_the_environment_variable(monkeypatch) -> None:
         assert _lean_result(fused, x, h) is None
         monkeypatch.setenv("RNNKERNELS_BACKEND", "cpp")
         assert _lean_result(fused, x, h) is not None
+
+
+@pytest.mark.parametrize("name", ["LSTMCell", "GRUCell", "RNNCell-tanh"])
+def test_a_compiled_loop_over_cells_is_one_graph(name) -> None:
+    """torch.compile(fullgraph=True) of a loop over a cell, in inference and training: the
+    lean call steps aside while dynamo traces."""
+    nn_class, kwargs, _ = CELLS[name]
+    reference, fused = module_pair(nn_class, 5, 7, **kwargs)
+
+    def loop(cell: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        hx, outputs = None, []
+        for step in x:
+            hx = cell(step, hx)
+            outputs.append(_as_tuple(hx)[0])
+        return torch.stack(outputs)
+
+    torch._dynamo.reset()
+    compiled = torch.compile(loop, fullgraph=True)
+    x = torch.randn(4, 3, 5)
+    with torch.no_grad():
+        torch.testing.assert_close(compiled(fused, x), loop(reference, x), atol=1e-5, rtol=0)
+    compiled(fused, x).sum().backward()
+    loop(reference, x).sum().backward()
+    for ours, theirs in zip(fused.parameters(), reference.parameters(), strict=True):
+        torch.testing.assert_close(ours.grad, theirs.grad, atol=1e-5, rtol=0)
