@@ -50,9 +50,15 @@ def unavailable_reason(backend: str) -> str | None:
     return None
 
 
+def named_backend(requested: str | None) -> str | None:
+    """The backend asked for by name: the argument, else the environment variable; None
+    for the automatic choice."""
+    return requested if requested is not None else os.environ.get(ENV_VAR) or None
+
+
 def resolve_backend(requested: str | None, device: torch.device) -> str:
     """The backend that runs for tensors on ``device``."""
-    name = requested if requested is not None else os.environ.get(ENV_VAR) or None
+    name = named_backend(requested)
     if name is not None:
         if name not in BACKENDS:
             raise ValueError(f"unknown rnnkernels backend {name!r}; expected one of {BACKENDS}")

@@ -4,7 +4,8 @@ autograd, and a vmap rule.
 Each cell has ``rnnkernels::<cell>_layer_forward`` / ``<cell>_layer_backward`` (a layer
 over a sequence), ``<cell>_layer_inference`` (the forward without what backward needs, for
 calls no gradient flows through) and ``<cell>_cell_forward`` / ``<cell>_cell_inference`` /
-``<cell>_cell_backward`` (one step, for the *Cell modules), with schemas shared by all cells (see csrc/ops.cpp).
+``<cell>_cell_backward`` (one step, for the *Cell modules), with schemas shared by all
+cells (see csrc/ops.cpp).
 Should a gradient be asked of the inference op after all, it comes from the reference
 math (correct, not fast); ``fused_layer`` picks it only when none can be. The first-order
 backward runs the fused backward op; when a graph of the backward is wanted

@@ -12,8 +12,6 @@ path, so that the errors stay nn's.
 
 from __future__ import annotations
 
-import os
-
 import torch
 from torch import Tensor
 
@@ -45,7 +43,7 @@ def inference(cell: str, backend: str | None, x: Tensor, h: Tensor | None, c: Te
     """h' (LSTM: (h', c')) of one step on the lean call, or None where it does not apply."""
     if _C is None:
         return None
-    chosen = backend if backend is not None else os.environ.get(_backend.ENV_VAR) or None
+    chosen = _backend.named_backend(backend)
     if chosen not in (None, "cpp") or not _plain_eager(x, h, c, w_ih, w_hh, b_ih, b_hh):
         return None
     result = _C.cell_step_inference(KINDS[cell], x, h, c, w_ih, w_hh, b_ih, b_hh)

@@ -12,9 +12,9 @@ import torch
 from . import report
 from .configs import Shape, parse_shape, standard_sweep
 from .per_step import per_step_us
+from .runner import MismatchError, run_case
 from .single_step import single_step_rows
 from .single_step import table as single_step_table
-from .runner import MismatchError, run_case
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16,
           "float16": torch.float16}
