@@ -76,9 +76,10 @@ def extension_modules() -> tuple[list, dict]:
     sources = ["csrc/module.cpp", "csrc/ops.cpp", "csrc/layer.cpp", "csrc/directions.cpp",
                "csrc/step_ops.cpp", "csrc/workspace.cpp", "csrc/cell_call.cpp",
                "csrc/cpu/pointwise.cpp", "csrc/cpu/persistent.cpp",
-               "csrc/cpu/single_step.cpp"]
+               "csrc/cpu/single_step.cpp", "csrc/cpu/bf16_layer.cpp"]
     cpu_capability_sources = ["csrc/cpu/isa_default.cpp", "csrc/cpu/isa_avx2.cpp",
-                              "csrc/cpu/isa_avx512.cpp"]
+                              "csrc/cpu/isa_avx512.cpp", "csrc/cpu/isa_avx512_bf16.cpp",
+                              "csrc/cpu/isa_amx.cpp"]
     cxx_flags = ["-O3", "-fopenmp"]
     macros = []
     include_dirs = [str(ROOT / "csrc")]

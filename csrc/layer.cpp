@@ -6,6 +6,7 @@
 #include <limits>
 #include <vector>
 
+#include "bf16_layer.h"
 #include "persistent.h"
 #include "pointwise.h"
 #include "single_step.h"
@@ -242,6 +243,15 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> layer_forward
                 P = sizes.P;
   // Distinct empty tensors: outputs of an op must not alias one another.
   auto none = [&] { return at::empty({0}, x.options()); };
+  if (bf16_cpu_applies(x, projects, for_backward)) {
+    Tensor output = empty_like_rows(x, H);
+    Tensor h_n = at::empty({B, H}, x.options());
+    Tensor c = is_lstm ? c0->to(at::kFloat).contiguous().clone() : Tensor();  // c0 in, c_n out
+    bf16_inference_cpu(kind, VisitOrder(sched, reverse).view(), x.reshape({sched.total, I}), h0,
+                       w_ih, w_hh, b_ih, b_hh, c, output, h_n);
+    return {output, h_n, is_lstm ? c.to(x.scalar_type()) : none(), Tensor(), Tensor(), Tensor(),
+            Tensor()};
+  }
   if (single_step_cpu_applies(x) && batch_sizes.empty() && sched.steps == 1 && !projects) {
     Tensor output = at::empty({1, B, H}, x.options());
     Tensor h_n = at::empty({B, H}, x.options());

@@ -2,6 +2,9 @@
 // what this build contains.
 #include <torch/extension.h>
 
+#include <optional>
+#include <string>
+
 #include "cell_call.h"
 #include "cpu/isa.h"
 #include "cpu/step_rows.h"
@@ -17,17 +20,15 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.attr("with_cuda") = false;
 #endif
   m.attr("cuda_archs") = RNNK_CUDA_ARCHS;
-  // Which build of the CPU kernels runs here (after any ATEN_CPU_CAPABILITY cap).
-  m.def("cpu_isa", [] {
-    switch (rnnk::cpu_isa()) {
-      case rnnk::Isa::Avx512:
-        return "avx512";
-      case rnnk::Isa::Avx2:
-        return "avx2";
-      default:
-        return "default";
-    }
+  // Which build of the CPU kernels runs here (after any RNNKERNELS_CPU_ISA or
+  // ATEN_CPU_CAPABILITY cap): float32/64, then bfloat16 (None: computed in float32, and why).
+  m.def("cpu_isa", [] { return rnnk::isa_name(rnnk::cpu_isa()); });
+  m.def("cpu_bf16_isa", []() -> std::optional<std::string> {
+    const rnnk::Isa bf16 = rnnk::cpu_paths().bf16;
+    if (bf16 == rnnk::Isa::Default) return std::nullopt;
+    return std::string(rnnk::isa_name(bf16));
   });
+  m.def("cpu_bf16_note", [] { return rnnk::cpu_paths().bf16_reason; });
   m.def("cell_step_inference", &rnnk::cell_step_inference, "one step of a cell, no gradient");
   // The rows the CPU persistent kernels' steps have run so far (cpu/step_rows.h).
   m.def("step_rows", [] { return rnnk::g_step_rows.load(std::memory_order_relaxed); });

@@ -13,6 +13,10 @@ namespace rnnk {
 // cover. (A single step, as the *Cell modules take, would repack the weights per call.)
 bool persistent_cpu_applies(const at::Tensor& x, bool projects, int64_t steps);
 
+// Threads worth using for a recurrence of steps of `rows` x `gate_width` x `features`
+// multiply-adds, of `available`.
+int sequence_threads(int64_t rows, int64_t gate_width, int64_t features, int available);
+
 // Tensors are contiguous, as the fields of SequenceForward / SequenceBackward describe.
 // In inference saved, h_prev and c_prev are empty (SequenceForward's null).
 void persistent_forward_cpu(CellKind kind, const StepOrder& order, const at::Tensor& xg,

@@ -24,13 +24,13 @@ void run_for_this_cpu(const Params& params) {
   for_this_cpu<Fn>(AVX512::run_sequence, AVX2::run_sequence, DEFAULT::run_sequence)(params);
 }
 
+}  // namespace
+
 // Threads worth using for steps of `rows` x `gate_width` x `features` multiply-adds.
 int sequence_threads(int64_t rows, int64_t gate_width, int64_t features, int available) {
   const int64_t work = rows * gate_width * features;
   return static_cast<int>(std::clamp<int64_t>(work / kWorkPerThread, 1, std::max(available, 1)));
 }
-
-}  // namespace
 
 bool persistent_cpu_applies(const at::Tensor& x, bool projects, int64_t steps) {
   return x.is_cpu() && !projects && steps > 1 &&

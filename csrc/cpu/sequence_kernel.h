@@ -15,6 +15,7 @@
 #include <cstring>
 #include <type_traits>
 
+#include "block_split.h"
 #include "call_buffers.h"
 #include "sequence.h"
 #include "spin_barrier.h"
@@ -197,37 +198,6 @@ void copy_vectors(int64_t n, int C, T* compact, T* wide, int64_t ld, int64_t c_s
   }
 }
 
-// The hidden blocks (W of the H units each) split among a team in runs of `group`, the
-// blocks one GEMM tile takes: every tile then holds the same blocks whatever the team's
-// size, and the results do not depend on the number of threads (a tile of one block sums
-// in a different order than a tile of two, at B=1 for example).
-struct BlockSplit {
-  int64_t H, W, blocks, group, runs;
-  BlockSplit(int64_t H_, int64_t W_, int64_t group_)
-      : H(H_), W(W_), blocks((H_ + W_ - 1) / W_), group(group_),
-        runs((blocks + group_ - 1) / group_) {}
-  // Threads to ask OpenMP for: as many as given, but no more than there are runs.
-  int team_for(int threads) const {
-    return static_cast<int>(std::clamp<int64_t>(threads, 1, std::max<int64_t>(runs, 1)));
-  }
-  // The most blocks a thread of a team of `team` holds.
-  int64_t most(int team) const { return (runs + team - 1) / team * group; }
-  // At least team * most(team) for any team up to `team` (OpenMP may give fewer threads
-  // than asked: nested in another parallel region, a thread limit).
-  int64_t most_in_all(int team) const { return (runs + team) * group; }
-};
-
-// Hidden blocks [first, last) of thread `tid` in a team, and the units they hold,
-// [j0, j0 + width) (the last block may be partial).
-struct Blocks {
-  int64_t first, last, j0, width;
-  Blocks(const BlockSplit& split, int tid, int team)
-      : first(std::min(split.runs * tid / team * split.group, split.blocks)),
-        last(std::min(split.runs * (tid + 1) / team * split.group, split.blocks)),
-        j0(std::min(split.H, first * split.W)),
-        width(std::min(split.H, last * split.W) - j0) {}
-};
-
 // Forward panel of block jb: panel[(k * G + g) * W + lane] = w_hh[g*H + jb*W + lane][k],
 // zero past H; bias[g * W + lane] likewise from b_hh.
 template <typename T>
@@ -273,20 +243,6 @@ inline void prefetch_gate_inputs(const T* xg_row, int64_t H, int64_t j0, int64_t
     for (int64_t j = 0; j < width; j += kLine) {
       __builtin_prefetch(xg_row + g * H + j0 + j, /*read*/ 0, /*to L1*/ 3);
     }
-  }
-}
-
-// h_n[b] = the output of row b's last step (rows keep h0 if they never ran).
-template <typename T>
-void gather_last_states(const SequenceForward<T>& p) {
-  std::memcpy(p.h_n, p.h0, p.batch * p.H * sizeof(T));
-  int64_t covered = 0;
-  for (int64_t k = p.order.steps - 1; k >= 0 && covered < p.batch; --k) {
-    const int64_t n = p.order.rows[k];
-    if (n <= covered) continue;
-    std::memcpy(p.h_n + covered * p.H, p.output + (p.order.offsets[k] + covered) * p.H,
-                (n - covered) * p.H * sizeof(T));
-    covered = n;
   }
 }
 
@@ -403,7 +359,7 @@ void forward_sequence(const SequenceForward<T>& p) {
       step_done.wait(tid, team);
     }
   }
-  gather_last_states(p);
+  gather_last_states(p.order, p.batch, p.H, p.h0, p.output, p.h_n);
 }
 
 template <typename Cell, typename T>

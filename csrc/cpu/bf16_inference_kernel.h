@@ -1,0 +1,196 @@
+// The body of isa_amx.cpp and isa_avx512_bf16.cpp after rows_kernel.h and bf16_gemm.h:
+// bf16_sequence.h's layer inference for one instruction set.
+//
+// The input projection of all steps is one bf16 GEMM split by rows among the threads. The
+// recurrence: threads own fixed blocks of 16 hidden units and pack their gates' rows of
+// W_hh once per call; per step each thread's GEMM reads the previous step's output rows
+// (h in bf16, as the output keeps it) and writes float32 gate sums for its units, the
+// cell math runs on them in float32, and the thread rounds its units of h_t to bf16 into
+// the output row; one barrier per step.
+#include <omp.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "bf16_sequence.h"
+#include "block_split.h"
+#include "call_buffers.h"
+#include "spin_barrier.h"
+#include "step_rows.h"
+
+namespace rnnk {
+namespace CPU_CAPABILITY {
+namespace {
+
+// bf16 values in float-sized buffer slots.
+constexpr int64_t slots_for_bf16(int64_t count) { return (count + 1) / 2; }
+
+// xg[r * ld + col] = x[r] . w_ih[col] + bias[col] for r < total, col < G*H (ld: G*H rounded
+// up to whole tiles; rows up to padded_rows(total) are written too).
+void input_projection(const Bf16Inference& p, int G, const float* bias, bf16_bits* x_padded,
+                      bf16_bits* panels, float* xg, int64_t ld, int team) {
+  const int64_t GH = G * p.H, tiles = ld / kTileCols;
+  const bool pads = x_padded != nullptr;
+  const bf16_bits* a = pads ? x_padded : p.x;
+  const int64_t lda = pads ? padded_depth(p.I) : p.I;
+  const int64_t row_blocks = padded_rows(p.total) / kTileRows;
+#pragma omp parallel num_threads(team) if (team > 1)
+  {
+    const int tid = omp_get_thread_num(), threads = omp_get_num_threads();
+    for (int64_t c = tid; c < tiles; c += threads) {
+      pack_vnni_tile(p.w_ih + c * kTileCols * p.I, p.I, std::min(kTileCols, GH - c * kTileCols),
+                     p.I, panels + c * tile_values(p.I));
+    }
+    if (pads) {
+      // Row blocks of the padded copy, each thread its own share of them.
+      const int64_t first = row_blocks * tid / threads, last = row_blocks * (tid + 1) / threads;
+      const int64_t r0 = first * kTileRows, r1 = std::min(p.total, last * kTileRows);
+      if (last > first) {
+        pad_rows(p.x + r0 * p.I, p.I, std::max<int64_t>(r1 - r0, 0), p.I,
+                 x_padded + r0 * lda);
+      }
+    }
+#pragma omp barrier
+    // Pairs of row blocks (what one AMX block takes) split evenly.
+    const int64_t pairs = (row_blocks + 1) / 2;
+    const int64_t first = pairs * tid / threads * 2;
+    const int64_t last = std::min(row_blocks, pairs * (tid + 1) / threads * 2);
+    if (last > first) {
+      const TileSession tiles_on;
+      const int64_t rows = std::min(p.total, last * kTileRows) - first * kTileRows;
+      bf16_gemm(rows, a + first * kTileRows * lda, lda, p.I, panels, tiles, bias,
+                xg + first * kTileRows * ld, ld);
+    }
+  }
+}
+
+template <typename Cell>
+void bf16_inference(const Bf16Inference& p) {
+  constexpr int G = Cell::kGates, S = Cell::kSaved;
+  constexpr int64_t W = kTileCols;
+  constexpr bool kIsGru = std::is_same_v<Cell, GruCell>;
+  const int64_t H = p.H, GH = G * H, B = p.batch;
+  const int64_t depth = padded_depth(H), Bp = padded_rows(B);
+  const BlockSplit split(H, W, 1);
+  const StepOrder& order = p.order;
+  const int team_size = split.team_for(p.threads);
+  const int64_t x_tiles = (GH + W - 1) / W, ld = x_tiles * W;
+  // A step's GEMM reads h rows as they lie in the output unless a tile would run past
+  // their ends; then each thread copies them into its own padded block first. The input
+  // projection likewise reads x itself or a padded copy.
+  const bool pads_h = H % kTileDepth != 0 || B % kTileRows != 0;
+  const bool pads_x = p.I % kTileDepth != 0 || p.total % kTileRows != 0;
+  bool grows = false;
+  for (int64_t k = 1; k < order.steps; ++k) grows = grows || order.rows[k] > order.rows[k - 1];
+  // Per thread: its GEMM results [Bp][its tiles * 16], one row of gate sums [GH], h [H]
+  // and saved values [S*H] (discarded) in float, the padded h block [Bp][depth] in bf16;
+  // whole cache lines each, for the tile loads and stores.
+  const auto lines = [](int64_t floats) { return (floats + 15) / 16 * 16; };
+  const int64_t sums_size = Bp * split.most_in_all(team_size) * G * W;
+  const int64_t per_thread = sums_size + lines(GH) + lines(H) + lines(S * H) +
+                             (pads_h ? lines(slots_for_bf16(Bp * depth)) : 0);
+  const int64_t total_rows = padded_rows(p.total);
+  const CallBuffers<float> buffers(
+      {total_rows * ld, ld, pads_x ? slots_for_bf16(total_rows * padded_depth(p.I)) : 0,
+       slots_for_bf16(x_tiles * tile_values(p.I)),
+       slots_for_bf16(split.blocks * G * tile_values(H)), split.blocks * G * W,
+       grows ? slots_for_bf16(B * H) : 0, team_size * per_thread});
+  float* const xg = buffers[0];
+  float* const x_bias = buffers[1];
+  bf16_bits* const x_padded = reinterpret_cast<bf16_bits*>(buffers[2]);
+  bf16_bits* const x_panels = reinterpret_cast<bf16_bits*>(buffers[3]);
+  bf16_bits* const panels = reinterpret_cast<bf16_bits*>(buffers[4]);
+  float* const h_bias = buffers[5];
+  bf16_bits* const joined = reinterpret_cast<bf16_bits*>(buffers[6]);
+  float* const scratch = buffers[7];
+
+  // Cells that read only xg + hg take both biases in the input projection; GRU keeps b_hh
+  // with the recurrent sums (r scales them).
+  const bool biased = p.b_ih != nullptr;
+  for (int64_t col = 0; col < ld; ++col) {
+    float b = 0;
+    if (biased && col < GH) b = p.b_ih[col] + (Cell::kSumsProjections ? p.b_hh[col] : 0.f);
+    x_bias[col] = b;
+  }
+  const bool h_biased = biased && !Cell::kSumsProjections;
+  input_projection(p, G, biased ? x_bias : nullptr, pads_x ? x_padded : nullptr, x_panels, xg,
+                   ld, std::max(p.threads, 1));
+
+  SpinBarrier step_done(team_size);
+#pragma omp parallel num_threads(team_size) if (team_size > 1)
+  {
+    const int tid = omp_get_thread_num(), team = omp_get_num_threads();
+    const Blocks mine(split, tid, team);
+    const int64_t tiles_mine = (mine.last - mine.first) * G, ldo = tiles_mine * W;
+    for (int64_t jb = mine.first; jb < mine.last; ++jb) {
+      const int64_t count = std::min(W, H - jb * W);
+      for (int g = 0; g < G; ++g) {
+        pack_vnni_tile(p.w_hh + (g * H + jb * W) * H, H, count, H,
+                       panels + (jb * G + g) * tile_values(H));
+        for (int64_t lane = 0; h_biased && lane < W; ++lane) {
+          h_bias[(jb * G + g) * W + lane] = lane < count ? p.b_hh[g * H + jb * W + lane] : 0.f;
+        }
+      }
+    }
+    const TileSession tiles_on;
+    float* sums = scratch + tid * per_thread;
+    float* hg = sums + sums_size;
+    float* h = hg + lines(GH);
+    float* discarded = h + lines(H);
+    bf16_bits* h_padded = reinterpret_cast<bf16_bits*>(discarded + lines(S * H));
+    int64_t prev = -1;
+    for (int64_t k = 0; k < order.steps; ++k) {
+      const int64_t n = order.rows[k], off = order.offsets[k];
+      if (n == 0) continue;
+      const bf16_bits* h_in = p.h0;
+      if (prev >= 0 && n <= order.rows[prev]) {
+        h_in = p.output + order.offsets[prev] * H;
+      } else if (prev >= 0) {
+#pragma omp single
+        {
+          const int64_t kept = order.rows[prev];
+          std::memcpy(joined, p.output + order.offsets[prev] * H, kept * H * sizeof(bf16_bits));
+          std::memcpy(joined + kept * H, p.h0 + kept * H, (n - kept) * H * sizeof(bf16_bits));
+        }
+        h_in = joined;
+      }
+      if (tiles_mine > 0) {
+        const bool pads = pads_h || n % kTileRows != 0;
+        if (pads) pad_rows(h_in, H, n, H, h_padded);
+        bf16_gemm(n, pads ? h_padded : h_in, pads ? depth : H, H,
+                  panels + mine.first * G * tile_values(H), tiles_mine,
+                  h_biased ? h_bias + mine.first * G * W : nullptr, sums, ldo);
+      }
+      if (tid == 0) count_step_rows(n);
+      for (int64_t r = 0; r < n; ++r) {
+        const int64_t row = off + r;
+        for (int64_t jb = mine.first; jb < mine.last; ++jb) {
+          const int64_t j = jb * W, count = std::min(W, H - j);
+          const float* result = sums + r * ldo + (jb - mine.first) * G * W;
+          for (int g = 0; g < G; ++g) {
+            std::memcpy(hg + g * H + j, result + g * W, count * sizeof(float));
+          }
+        }
+        // GRU reads h_{t-1} where it writes h_t.
+        if (kIsGru) load_bf16(h_in + r * H + mine.j0, h + mine.j0, mine.width);
+        const StepForward<float> step{xg + row * ld, hg, h,
+                                      std::is_same_v<Cell, LstmCell> ? p.c + r * H : nullptr,
+                                      discarded, H};
+        cell_units<false, Cell>(step, 0, mine.j0, mine.j0 + mine.width);
+        store_bf16(h + mine.j0, p.output + row * H + mine.j0, mine.width);
+      }
+      prev = k;
+      step_done.wait(tid, team);
+    }
+  }
+  gather_last_states(order, B, H, p.h0, p.output, p.h_n);
+}
+
+}  // namespace
+
+void run_bf16_inference(const Bf16Inference& p) {
+  visit_cell(p.kind, [&](auto cell) { bf16_inference<decltype(cell)>(p); });
+}
+
+}  // namespace CPU_CAPABILITY
+}  // namespace rnnk

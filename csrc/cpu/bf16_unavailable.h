@@ -1,0 +1,13 @@
+// Off x86-64 the bf16 kernels are never chosen (cpu/isa.h finds no AVX512_BF16): their
+// entry points exist for the linker and refuse to run.
+#pragma once
+#include <c10/util/Exception.h>
+
+#include "bf16_sequence.h"
+
+#define RNNK_BF16_UNAVAILABLE(capability)                                         \
+  namespace rnnk::capability {                                                    \
+  void run_bf16_inference(const Bf16Inference&) {                                 \
+    TORCH_CHECK(false, "rnnkernels: no " #capability " kernels on this machine"); \
+  }                                                                               \
+  }
