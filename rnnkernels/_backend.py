@@ -87,9 +87,29 @@ def resolve_backend(requested: str | None, device: torch.device) -> str:
     return "python"
 
 
+def cpu_bf16_isa() -> str | None:
+    """The instruction set the CPU's bfloat16 kernels run (amx, avx512_bf16), or None where
+    bf16 is computed in float32."""
+    return _C.cpu_bf16_isa() if _C is not None else None
+
+
+def cpu_paths() -> dict:
+    """The CPU kernels' instruction set per dtype: float32/64 (default, avx2, avx512) and
+    bfloat16 (amx, avx512_bf16, or "float32": computed in float32, ``bfloat16_note`` says
+    why)."""
+    if _C is None:
+        return {}
+    isa = _C.cpu_isa()
+    paths = {"float32": isa, "float64": isa, "bfloat16": cpu_bf16_isa() or "float32"}
+    if _C.cpu_bf16_note():
+        paths["bfloat16_note"] = _C.cpu_bf16_note()
+    return paths
+
+
 def backend_info() -> dict:
     """What this installation can run: torch version, compiled and available backends, CUDA
-    archs, and the instruction set the CPU kernels run (``cpu_isa``: default, avx2, avx512)."""
+    archs, the instruction set the CPU kernels run (``cpu_isa``: default, avx2, avx512) and
+    per dtype (``cpu_paths``, see there)."""
     archs = _C.cuda_archs if _C is not None else ""
     return {
         "torch": torch.__version__,
@@ -101,6 +121,7 @@ def backend_info() -> dict:
         },
         "cuda_archs": [arch for arch in archs.replace(" ", ";").split(";") if arch],
         "cpu_isa": _C.cpu_isa() if _C is not None else None,
+        "cpu_paths": cpu_paths(),
         "default": {
             "cpu": "cpp" if _C is not None else "python",
             "cuda": "cuda" if unavailable_reason("cuda") is None else "python",

@@ -12,9 +12,10 @@ from torch import Tensor
 
 from . import _backend, _fork, reference
 from ._bidirectional import fused_both_directions
-from ._ops import fused_cell, fused_layer
+from ._ops import fused_cell, fused_layer, wants_grad
 
-# On CPU half types are computed in float32 (the fused kernels take float32/float64).
+# On CPU half types are computed in float32 (the fused kernels take float32/float64),
+# but for bfloat16 inference on a CPU with bf16 dot products (AMX, AVX512_BF16).
 _CPU_NATIVE_DTYPES = (torch.float32, torch.float64)
 
 # Under autocast nn.* runs these cells in the autocast dtype (the rest in float32): on CPU
@@ -61,7 +62,7 @@ def rnn(
         return _run_stack(chosen, cell, x, batch_sizes, h, c, ws, num_layers, dropout, training,
                           bidirectional)
 
-    return _in_compute_dtype(cell, input, hx, cx, weights, run)
+    return _in_compute_dtype(cell, chosen, input, hx, cx, weights, run)
 
 
 def cell_step(cell: str, input: Tensor, hx: Tensor, cx: Tensor | None, weights: LayerWeights,
@@ -76,14 +77,15 @@ def cell_step(cell: str, input: Tensor, hx: Tensor, cx: Tensor | None, weights: 
         h_new, c_new = fused_cell(cell, x, h, c, *ws[0][:4])
         return h_new, h_new, c_new
 
-    _, h_new, c_new = _in_compute_dtype(cell, input, hx, cx, [weights], run)
+    _, h_new, c_new = _in_compute_dtype(cell, chosen, input, hx, cx, [weights], run)
     return h_new, c_new
 
 
-def _in_compute_dtype(cell: str, input: Tensor, hx: Tensor, cx: Tensor | None,
+def _in_compute_dtype(cell: str, backend: str, input: Tensor, hx: Tensor, cx: Tensor | None,
                       weights: list[LayerWeights], run) -> tuple[Tensor, Tensor, Tensor | None]:
     """run(input, hx, cx, weights) in the dtype the kernels compute in (autocast's choice,
-    float32 for half types on CPU), with the results in the dtypes nn.* returns."""
+    on CPU float32 for half types unless the bf16 kernels take the call), with the results
+    in the dtypes nn.* returns."""
     device_type = input.device.type
     result_dtype = cell_dtype = input.dtype
     autocasting = device_type in _AUTOCAST_LOWER and torch.is_autocast_enabled(device_type)
@@ -95,6 +97,8 @@ def _in_compute_dtype(cell: str, input: Tensor, hx: Tensor, cx: Tensor | None,
     compute_dtype = result_dtype
     if device_type == "cpu" and result_dtype not in _CPU_NATIVE_DTYPES:
         compute_dtype = torch.float32
+        if result_dtype == torch.bfloat16 and _bf16_kernels_take(backend, input, hx, cx, weights):
+            compute_dtype = torch.bfloat16
     tensors = [input, hx, cx, *(w for ws in weights for w in ws)]
     if not autocasting and all(t is None or t.dtype == compute_dtype for t in tensors):
         return run(input, hx, cx, weights)
@@ -106,6 +110,16 @@ def _in_compute_dtype(cell: str, input: Tensor, hx: Tensor, cx: Tensor | None,
             [tuple(None if w is None else w.to(compute_dtype) for w in ws) for ws in weights])
     return (output.to(result_dtype), h_n.to(result_dtype),
             None if c_n is None else c_n.to(cell_dtype))
+
+
+def _bf16_kernels_take(backend: str, input: Tensor, hx: Tensor, cx: Tensor | None,
+                       weights: list[LayerWeights]) -> bool:
+    """Whether the CPU's bf16 kernels run this call: the cpp backend's fused ops on a CPU
+    with bf16 dot products, inference (no gradient can flow), no projection."""
+    return (backend == "cpp" and not _runs_reference(backend)
+            and _backend.cpu_bf16_isa() is not None
+            and all(ws[4] is None for ws in weights)
+            and not wants_grad(input, hx, cx, *(w for ws in weights for w in ws)))
 
 
 def _run_stack(backend: str, cell: str, input: Tensor, batch_sizes: Tensor | None, hx: Tensor,

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import torch
 
+from .. import _backend
 from . import report
 from .configs import Shape, parse_shape, standard_sweep
 from .per_step import per_step_us
@@ -32,7 +33,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="implementations; missing backends are skipped. 'python' is our "
                              "plain-torch fallback, slow on long sequences, so not in the "
                              "default (default: %(default)s)")
-    parser.add_argument("--dtypes", nargs="+", choices=list(DTYPES), default=["float32"])
+    parser.add_argument("--dtypes", nargs="+", choices=list(DTYPES),
+                        help="default: float32, and bfloat16 on a CPU with bf16 kernels "
+                             "(backend_info()['cpu_paths'])")
     parser.add_argument("--devices", nargs="+", choices=["cpu", "cuda"],
                         help="default: cuda when available, else cpu")
     parser.add_argument("--modes", nargs="+", choices=["fwd", "train"], default=["fwd", "train"],
@@ -67,6 +70,14 @@ def cases(args: argparse.Namespace, device: str) -> list[Shape]:
     return [s for s in sweep if not args.cells or s.cell in args.cells]
 
 
+def default_dtypes(device: str) -> list[str]:
+    """float32, plus bfloat16 where our CPU kernels compute it in bf16 (elsewhere bf16 rows
+    would time float32 compute against nn's bf16)."""
+    if device == "cpu" and _backend.cpu_bf16_isa() is not None:
+        return ["float32", "bfloat16"]
+    return ["float32"]
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.compare:
@@ -81,7 +92,8 @@ def main(argv: list[str] | None = None) -> int:
         if device == "cuda" and not torch.cuda.is_available():
             print("cuda asked for but torch.cuda.is_available() is False", file=sys.stderr)
             return 2
-        todo = [(shape, name) for shape in cases(args, device) for name in args.dtypes]
+        dtypes = args.dtypes or default_dtypes(device)
+        todo = [(shape, name) for shape in cases(args, device) for name in dtypes]
         rows: list[dict] = []
         for shape, dtype_name in tqdm(todo, desc=f"benchmark on {device}", file=sys.stderr):
             try:
@@ -95,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         # Each case's ceiling is its own (runner.run_case); the run's is their median.
         ceilings = {name: statistics.median(r["gemm_ceiling_gflops"] for r in rows
                                             if r["dtype"] == name)
-                    for name in args.dtypes if any(r["dtype"] == name for r in rows)}
+                    for name in dtypes if any(r["dtype"] == name for r in rows)}
         stem = args.name or f"bench-{device}"
         env = report.environment(device)
         print(f"\n{device}: {env['gpu'] or env['cpu']}, torch {env['torch']}, "
