@@ -97,15 +97,27 @@ def test_bf16_packed_and_reverse_match_padded() -> None:
 
 
 @needs_bf16
-def test_bf16_packed_lengths_within_rounding() -> None:
-    ours, _, reference, x = make("lstm", "wide")
-    lengths = torch.tensor([4, 4, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 1, 1, 1, 1])
-    packed = nn.utils.rnn.pack_padded_sequence(x, lengths)
-    with torch.no_grad():
-        got = ours(packed)
-        want = reference(nn.utils.rnn.pack_padded_sequence(x.float(), lengths))
-    for g, w in zip([got[0].data, *got[1]], [want[0].data, *want[1]], strict=True):
-        torch.testing.assert_close(g.float(), w, atol=4 * ULP * w.abs().max().item(), rtol=0)
+@pytest.mark.parametrize("shape", ["tiles", "wide", "odd"])
+@pytest.mark.parametrize("name", ["lstm", "gru"])
+def test_bf16_packed_lengths_within_rounding(name: str, shape: str) -> None:
+    """Steps of a packed batch have any number of rows, whole AMX tiles or not ("tiles"
+    has a batch of two whole tiles, so only its shorter steps need padding; "odd" is
+    bidirectional: its reverse direction sees the batch grow)."""
+    ours, _, reference, x = make(name, shape)
+    T, B = x.shape[:2]
+    lengths = torch.randint(1, T + 1, (B,), generator=torch.Generator().manual_seed(1))
+    lengths = lengths.sort(descending=True).values
+    lengths[0] = T
+    for enforce_sorted in (True, False):
+        order = lengths if enforce_sorted else lengths.flip(0)
+        batch = x if enforce_sorted else x.flip(1)
+        packed = nn.utils.rnn.pack_padded_sequence(batch, order, enforce_sorted=enforce_sorted)
+        with torch.no_grad():
+            got = flatten(ours(packed))
+            want = flatten(reference(nn.utils.rnn.pack_padded_sequence(
+                batch.float(), order, enforce_sorted=enforce_sorted)))
+        for g, w in zip(got, want, strict=True):
+            torch.testing.assert_close(g.float(), w, atol=4 * ULP * w.abs().max().item(), rtol=0)
 
 
 @needs_bf16

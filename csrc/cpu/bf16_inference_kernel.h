@@ -76,8 +76,9 @@ void bf16_inference(const Bf16Inference& p) {
   const int team_size = split.team_for(p.threads);
   const int64_t x_tiles = (GH + W - 1) / W, ld = x_tiles * W;
   // A step's GEMM reads h rows as they lie in the output unless a tile would run past
-  // their ends; then each thread copies them into its own padded block first. The input
-  // projection likewise reads x itself or a padded copy.
+  // their ends (a step of a packed batch may have any number of rows); then each thread
+  // copies them into its own padded block first. The input projection likewise reads x
+  // itself or a padded copy.
   const bool pads_h = H % kTileDepth != 0 || B % kTileRows != 0;
   const bool pads_x = p.I % kTileDepth != 0 || p.total % kTileRows != 0;
   bool grows = false;
@@ -88,7 +89,7 @@ void bf16_inference(const Bf16Inference& p) {
   const auto lines = [](int64_t floats) { return (floats + 15) / 16 * 16; };
   const int64_t sums_size = Bp * split.most_in_all(team_size) * G * W;
   const int64_t per_thread = sums_size + lines(GH) + lines(H) + lines(S * H) +
-                             (pads_h ? lines(slots_for_bf16(Bp * depth)) : 0);
+                             lines(slots_for_bf16(Bp * depth));
   const int64_t total_rows = padded_rows(p.total);
   const CallBuffers<float> buffers(
       {total_rows * ld, ld, pads_x ? slots_for_bf16(total_rows * padded_depth(p.I)) : 0,
@@ -142,18 +143,7 @@ void bf16_inference(const Bf16Inference& p) {
     for (int64_t k = 0; k < order.steps; ++k) {
       const int64_t n = order.rows[k], off = order.offsets[k];
       if (n == 0) continue;
-      const bf16_bits* h_in = p.h0;
-      if (prev >= 0 && n <= order.rows[prev]) {
-        h_in = p.output + order.offsets[prev] * H;
-      } else if (prev >= 0) {
-#pragma omp single
-        {
-          const int64_t kept = order.rows[prev];
-          std::memcpy(joined, p.output + order.offsets[prev] * H, kept * H * sizeof(bf16_bits));
-          std::memcpy(joined + kept * H, p.h0 + kept * H, (n - kept) * H * sizeof(bf16_bits));
-        }
-        h_in = joined;
-      }
+      const bf16_bits* h_in = step_input(order, k, prev, H, p.h0, p.output, joined);
       if (tiles_mine > 0) {
         const bool pads = pads_h || n % kTileRows != 0;
         if (pads) pad_rows(h_in, H, n, H, h_padded);

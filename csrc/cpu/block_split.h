@@ -1,5 +1,5 @@
 // How the persistent kernels split a layer's hidden units among a team of threads, and
-// the last states of a sequence run in steps of shrinking batches.
+// the states a sequence's steps start from and end with.
 #pragma once
 #include <algorithm>
 #include <cstdint>
@@ -40,6 +40,25 @@ struct Blocks {
         j0(std::min(split.H, first * split.W)),
         width(std::min(split.H, last * split.W) - j0) {}
 };
+
+// The input state of visited step k, given the last step that ran (`prev`, -1 if none):
+// h0, the previous step's output rows, or, where rows join mid-sequence (a reversed
+// packed batch grows), `joined` assembled from both by one thread of the team. Called by
+// every thread of the team at every step it runs (the assembly is a worksharing region).
+template <typename S>
+const S* step_input(const StepOrder& order, int64_t k, int64_t prev, int64_t H, const S* h0,
+                    const S* output, S* joined) {
+  const int64_t n = order.rows[k];
+  if (prev < 0) return h0;
+  if (n <= order.rows[prev]) return output + order.offsets[prev] * H;
+#pragma omp single
+  {
+    const int64_t kept = order.rows[prev];
+    std::memcpy(joined, output + order.offsets[prev] * H, kept * H * sizeof(S));
+    std::memcpy(joined + kept * H, h0 + kept * H, (n - kept) * H * sizeof(S));
+  }
+  return joined;
+}
 
 // h_n[b] = the output of row b's last step (rows keep h0 if they never ran).
 template <typename T>

@@ -4,7 +4,7 @@
 #pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,avx2,fma,f16c,amx-tile,amx-bf16")
 #define CPU_CAPABILITY AMX
 #define RNNK_BF16_AMX
-#include "bf16_isa_prelude.h"
+#include "avx512_prelude.h"
 #include "rows_kernel.h"
 #include "bf16_gemm.h"
 #include "bf16_inference_kernel.h"

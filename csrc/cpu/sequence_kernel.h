@@ -295,18 +295,7 @@ void forward_sequence(const SequenceForward<T>& p) {
     for (int64_t k = 0; k < order.steps; ++k) {
       const int64_t n = order.rows[k], off = order.offsets[k];
       if (n == 0) continue;
-      const T* h_in = p.h0;
-      if (prev >= 0 && n <= order.rows[prev]) {
-        h_in = p.output + order.offsets[prev] * H;
-      } else if (prev >= 0) {
-#pragma omp single
-        {
-          const int64_t kept = order.rows[prev];
-          std::memcpy(joined, p.output + order.offsets[prev] * H, kept * H * sizeof(T));
-          std::memcpy(joined + kept * H, p.h0 + kept * H, (n - kept) * H * sizeof(T));
-        }
-        h_in = joined;
-      }
+      const T* h_in = step_input(order, k, prev, H, p.h0, p.output, joined);
       const PanelInput<T> states{h_in, H, KC};
       // The GEMM block by block (each block's weights stay in cache across the rows)...
       for (int64_t jb = mine.first; jb < mine.last; jb += kGroup) {

@@ -1,5 +1,5 @@
-// The start of isa_amx.cpp and isa_avx512_bf16.cpp: AVX-512 with BF16 as the target
-// (the includer adds AMX's), the feature macros at::vec tests, then the kernels.
+// After an AVX-512 target pragma (isa_avx512.cpp, isa_avx512_bf16.cpp, isa_amx.cpp): the
+// feature macros that sleef.h and at::vec test, which the pragma does not define.
 #pragma once
 #define __AVX__ 1
 #define __AVX2__ 1
@@ -9,5 +9,4 @@
 #define __AVX512BW__ 1
 #define __AVX512VL__ 1
 #define __AVX512DQ__ 1
-#define __AVX512BF16__ 1
 #define CPU_CAPABILITY_AVX512
