@@ -146,9 +146,9 @@ def test_bf16_autocast_inference_returns_nn_dtypes() -> None:
     assert [g.dtype for g in got] == [w.dtype for w in want]
 
 
-def test_training_in_bf16_still_computes_in_float32() -> None:
-    """With a gradient to compute the call takes the float32 kernels (the bf16 kernels are
-    inference only): gradients flow in the parameters' dtype."""
+def test_bf16_training_gives_bf16_gradients() -> None:
+    """A call a gradient flows through leaves the bf16 kernels (inference only) for the
+    float32 ones, and still returns gradients in the parameters' dtype."""
     ours, _, _, x = make("rnn_tanh", "odd")
     out, _ = ours(x)
     out.float().sum().backward()
