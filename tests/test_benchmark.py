@@ -7,6 +7,7 @@ import json
 import pytest
 
 import rnnkernels
+from rnnkernels import _backend
 from rnnkernels.benchmark import cli, report
 from rnnkernels.benchmark.configs import Shape, flops, parse_shape, standard_sweep
 from rnnkernels.benchmark.single_step import USES
@@ -14,8 +15,15 @@ from rnnkernels.benchmark.single_step import USES
 
 def test_defaults() -> None:
     args = cli.parse_args([])
-    assert args.modes == ["fwd", "train"] and args.dtypes == ["float32"]
+    assert args.modes == ["fwd", "train"] and args.dtypes is None
     assert args.shape == [] and args.compare is None
+
+
+def test_default_dtypes_add_bf16_where_our_kernels_compute_it() -> None:
+    """bf16 rows would otherwise time our float32 compute against nn's bf16."""
+    bf16 = ["bfloat16"] if _backend.cpu_bf16_isa() is not None else []
+    assert cli.default_dtypes("cpu") == ["float32", *bf16]
+    assert cli.default_dtypes("cuda") == ["float32"]
 
 
 def test_options_parse() -> None:
