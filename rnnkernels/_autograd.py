@@ -72,6 +72,11 @@ def register(op: Any, setup_context: Callable, backward: Callable, jvp: Callable
 
         @staticmethod
         def setup_context(ctx: Any, inputs: tuple, output: Any) -> None:
+            # The forward ops return what their backward reads (non-differentiable, never
+            # given a gradient); zeros materialised for those would fill tensors as large
+            # as the saved gate values at every backward. Every backward formula here
+            # takes None for a gradient that is missing.
+            ctx.set_materialize_grads(False)
             setup_context(ctx, inputs[:-1], output)
 
         @staticmethod
