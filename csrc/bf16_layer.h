@@ -1,4 +1,4 @@
-// The CPU's bfloat16 layer inference (cpu/bf16_sequence.h) behind ATen tensors.
+// The CPU's bfloat16 layer kernels (cpu/bf16_sequence.h) behind ATen tensors.
 #pragma once
 #include <ATen/core/Tensor.h>
 
@@ -8,18 +8,32 @@
 
 namespace rnnk {
 
-// bf16 on the CPU, no projection, nothing kept for backward, and a CPU with bf16 dot
-// products (cpu/isa.h): what the bf16 kernels cover. Other bf16 calls are computed in
-// float32 by the caller.
-bool bf16_cpu_applies(const at::Tensor& x, bool projects, bool for_backward);
+// bf16 on the CPU, no projection, and a CPU with bf16 dot products (cpu/isa.h): what the
+// bf16 kernels cover. Other bf16 calls are computed in float32 by the caller.
+bool bf16_cpu_applies(const at::Tensor& x, bool projects);
 
 // One layer direction: x [N, I], h0 [B, H], w_ih, w_hh and the biases in bf16 (operands
 // checked: layer.cpp); c [B, H] float32, c0 in and c_n out (LSTM; undefined otherwise);
-// output [N, H] and h_n [B, H] bf16, written.
-void bf16_inference_cpu(CellKind kind, const StepOrder& order, const at::Tensor& x,
-                        const at::Tensor& h0, const at::Tensor& w_ih, const at::Tensor& w_hh,
-                        const std::optional<at::Tensor>& b_ih,
-                        const std::optional<at::Tensor>& b_hh, const at::Tensor& c,
-                        const at::Tensor& output, const at::Tensor& h_n);
+// output [N, H] and h_n [B, H] bf16, written. For backward saved [N, S*H] and c_prev
+// [N, H] (LSTM) float32, h_prev [N, H] bf16, written; undefined in inference.
+struct Bf16Kept {
+  at::Tensor saved, h_prev, c_prev;
+};
+void bf16_forward_cpu(CellKind kind, const StepOrder& order, const at::Tensor& x,
+                      const at::Tensor& h0, const at::Tensor& w_ih, const at::Tensor& w_hh,
+                      const std::optional<at::Tensor>& b_ih, const std::optional<at::Tensor>& b_hh,
+                      const at::Tensor& c, const at::Tensor& output, const at::Tensor& h_n,
+                      const Bf16Kept& kept);
+
+// The backward's recurrence of one layer direction, from what bf16_forward_cpu kept:
+// grad_output [N, H] bf16; dh, dc [B, H] float32 (grads of h_n, c_n in, of h0, c0 out);
+// dxg, dhg [N, G*H] bf16 written (dhg is dxg but for GRU); db_ih, db_hh [G*H] float32
+// written, or undefined without biases (db_hh too but for GRU).
+struct Bf16Grads {
+  at::Tensor dh, dc, dxg, dhg, db_ih, db_hh;
+};
+void bf16_backward_cpu(CellKind kind, const StepOrder& order, const at::Tensor& w_hh,
+                       const at::Tensor& grad_output, const Bf16Kept& kept,
+                       const Bf16Grads& grads);
 
 }  // namespace rnnk

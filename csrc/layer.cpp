@@ -60,21 +60,28 @@ void check_blas_sizes(int64_t rows, int64_t gate_width, int64_t features) {
               gate_width, " gate columns, ", features, " features); split the batch or sequence");
 }
 
-// Leading shape of x with the feature size replaced: [T, B, width] or [N, width].
-Tensor empty_like_rows(const Tensor& x, int64_t width) {
+// Leading shape of x with the feature size replaced: [T, B, width] or [N, width]; x's
+// dtype unless another is given.
+std::vector<int64_t> rows_shape(const Tensor& x, int64_t width) {
   auto sizes = x.sizes().vec();
   sizes.back() = width;
-  return at::empty(sizes, x.options());
+  return sizes;
+}
+Tensor empty_like_rows(const Tensor& x, int64_t width,
+                       std::optional<at::ScalarType> dtype = std::nullopt) {
+  return at::empty(rows_shape(x, width), x.options().dtype(dtype.value_or(x.scalar_type())));
 }
 
 Tensor rows_of(const Tensor& t, int64_t begin, int64_t count) { return t.narrow(0, begin, count); }
 
+// t on ref's device, of the given shape, and of ref's dtype unless another is given.
 void check_operand(const Tensor& ref, const Tensor& t, const char* name,
-                   at::IntArrayRef expected) {
+                   at::IntArrayRef expected, std::optional<at::ScalarType> dtype = std::nullopt) {
   TORCH_CHECK(t.device() == ref.device(), "rnnkernels: ", name, " is on ", t.device(),
               " but x is on ", ref.device());
-  TORCH_CHECK(t.scalar_type() == ref.scalar_type(), "rnnkernels: ", name, " has dtype ",
-              t.scalar_type(), " but x has dtype ", ref.scalar_type());
+  const at::ScalarType wanted = dtype.value_or(ref.scalar_type());
+  TORCH_CHECK(t.scalar_type() == wanted, "rnnkernels: ", name, " has dtype ", t.scalar_type(),
+              dtype.has_value() ? " but must be " : " but x has dtype ", wanted);
   TORCH_CHECK(t.sizes() == expected, "rnnkernels: ", name, " must have shape ", expected,
               ", got ", t.sizes());
 }
@@ -243,14 +250,20 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> layer_forward
                 P = sizes.P;
   // Distinct empty tensors: outputs of an op must not alias one another.
   auto none = [&] { return at::empty({0}, x.options()); };
-  if (bf16_cpu_applies(x, projects, for_backward)) {
+  if (bf16_cpu_applies(x, projects)) {
     Tensor output = empty_like_rows(x, H);
     Tensor h_n = at::empty({B, H}, x.options());
     Tensor c = is_lstm ? c0->to(at::kFloat).contiguous().clone() : Tensor();  // c0 in, c_n out
-    bf16_inference_cpu(kind, VisitOrder(sched, reverse).view(), x.reshape({sched.total, I}), h0,
-                       w_ih, w_hh, b_ih, b_hh, c, output, h_n);
-    return {output, h_n, is_lstm ? c.to(x.scalar_type()) : none(), Tensor(), Tensor(), Tensor(),
-            Tensor()};
+    Bf16Kept kept;  // undefined in inference (layer.h)
+    if (for_backward) {
+      kept.saved = empty_like_rows(x, S * H, at::kFloat);
+      kept.h_prev = empty_like_rows(x, H);
+      kept.c_prev = is_lstm ? empty_like_rows(x, H, at::kFloat) : none();
+    }
+    bf16_forward_cpu(kind, VisitOrder(sched, reverse).view(), x.reshape({sched.total, I}), h0,
+                     w_ih, w_hh, b_ih, b_hh, c, output, h_n, kept);
+    return {output, h_n, is_lstm ? c.to(x.scalar_type()) : none(), kept.saved, kept.h_prev,
+            kept.c_prev, for_backward ? none() : Tensor()};
   }
   if (single_step_cpu_applies(x) && batch_sizes.empty() && sched.steps == 1 && !projects) {
     Tensor output = at::empty({1, B, H}, x.options());
@@ -356,7 +369,12 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> layer
   const int64_t P = projects ? w_hr->size(0) : H;
   check_operand(x, grad_output, "grad_output", h_prev.sizes());
   check_operand(x, grad_h_n, "grad_h_n", {B, P});
-  check_operand(x, saved, "saved", empty_like_rows(x, S * H).sizes());
+  // The bf16 kernels keep the gate values and c in float32 (bf16_layer.h).
+  const bool bf16 = bf16_cpu_applies(x, projects);
+  const std::optional<at::ScalarType> kept_dtype =
+      bf16 ? std::optional<at::ScalarType>(at::kFloat) : std::nullopt;
+  check_operand(x, saved, "saved", rows_shape(x, S * H), kept_dtype);
+  if (is_lstm) check_operand(x, c_prev, "c_prev", rows_shape(x, H), kept_dtype);
   TORCH_CHECK(!is_lstm || (grad_c_n.has_value() && grad_c_n->defined()),
               "rnnkernels: LSTM backward needs grad_c_n");
 
@@ -365,34 +383,61 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> layer
   const Tensor saved2d = saved.reshape({N, S * H}).contiguous();
   const Tensor h_prev2d = h_prev.reshape({N, P}).contiguous();
   const Tensor c_prev2d = is_lstm ? c_prev.reshape({N, H}).contiguous() : Tensor();
-  Tensor dxg = scratch(Scratch::InputGateGrads, {N, G * H}, x.options());
-  // GRU's recurrent-side gradient differs from the input side in the n gate.
-  Tensor dhg = is_gru ? scratch(Scratch::HiddenGateGrads, {N, G * H}, x.options()) : dxg;
-  Tensor dh = grad_h_n.contiguous().clone();  // [B, P]: dL/dh of each row's current step
-  Tensor dc = is_lstm ? grad_c_n->contiguous().clone() : Tensor();  // [B, H]
-  Tensor dh_seq = projects ? at::empty({N, P}, x.options()) : Tensor();
   const Tensor w_hh_c = w_hh.contiguous();
-  if (persistent_cpu_applies(x, projects, sched.steps)) {
-    persistent_backward_cpu(kind, VisitOrder(sched, reverse).view(), w_hh_c, grad_out2d,
-                            saved2d, h_prev2d, c_prev2d, dh, dc, dxg, dhg);
+  Tensor dxg, dhg, dh, dc, db_ih, db_hh;
+  Tensor dh_seq = projects ? at::empty({N, P}, x.options()) : Tensor();
+  if (bf16) {
+    // dh and dc stay float32 for the whole recurrence; the bias gradients are sums of
+    // the gates' float32 gradients. (A dtype conversion is a new tensor.)
+    const auto f32 = x.options().dtype(at::kFloat);
+    dxg = at::empty({N, G * H}, x.options());
+    dhg = is_gru ? at::empty({N, G * H}, x.options()) : dxg;
+    dh = grad_h_n.to(at::kFloat).contiguous();
+    dc = is_lstm ? grad_c_n->to(at::kFloat).contiguous() : Tensor();
+    db_ih = has_bias ? at::empty({G * H}, f32) : Tensor();
+    db_hh = has_bias && is_gru ? at::empty({G * H}, f32) : Tensor();
+    bf16_backward_cpu(kind, VisitOrder(sched, reverse).view(), w_hh_c, grad_out2d,
+                      Bf16Kept{saved2d, h_prev2d, c_prev2d},
+                      Bf16Grads{dh, dc, dxg, dhg, db_ih, db_hh});
   } else {
-    const BackwardState state{dh, dc, dxg, dhg, dh_seq};
-    backward_steps(kind, sched, reverse, grad_out2d, saved2d, h_prev2d, c_prev2d, w_hh_c,
-                   projects ? w_hr->contiguous() : Tensor(), state);
+    dxg = scratch(Scratch::InputGateGrads, {N, G * H}, x.options());
+    // GRU's recurrent-side gradient differs from the input side in the n gate.
+    dhg = is_gru ? scratch(Scratch::HiddenGateGrads, {N, G * H}, x.options()) : dxg;
+    dh = grad_h_n.contiguous().clone();  // [B, P]: dL/dh of each row's current step
+    dc = is_lstm ? grad_c_n->contiguous().clone() : Tensor();  // [B, H]
+    if (persistent_cpu_applies(x, projects, sched.steps)) {
+      persistent_backward_cpu(kind, VisitOrder(sched, reverse).view(), w_hh_c, grad_out2d,
+                              saved2d, h_prev2d, c_prev2d, dh, dc, dxg, dhg);
+    } else {
+      const BackwardState state{dh, dc, dxg, dhg, dh_seq};
+      backward_steps(kind, sched, reverse, grad_out2d, saved2d, h_prev2d, c_prev2d, w_hh_c,
+                     projects ? w_hr->contiguous() : Tensor(), state);
+    }
+    if (has_bias) {
+      db_ih = dxg.sum(0);
+      if (is_gru) db_hh = dhg.sum(0);
+    }
   }
 
   const Tensor x2d = x.reshape({N, I});
+  const auto empty = [&] { return at::empty({0}, x.options()); };
   // x's gradient is a GEMM as large as the input projection: skipped where x needs none
   // (a first layer's input, usually).
-  Tensor dx = input_grad ? at::mm(dxg, w_ih).view(x.sizes()) : at::empty({0}, x.options());
+  Tensor dx = input_grad ? at::mm(dxg, w_ih).view(x.sizes()) : empty();
   Tensor dw_ih = at::mm(dxg.t(), x2d);
   Tensor dw_hh = at::mm(dhg.t(), h_prev2d);
-  Tensor db_ih = has_bias ? dxg.sum(0) : at::empty({0}, x.options());
-  // Only GRU's two projections get different gradients; a copy keeps the outputs apart.
-  Tensor db_hh = !has_bias ? at::empty({0}, x.options()) : is_gru ? dhg.sum(0) : db_ih.clone();
-  Tensor dw_hr = projects ? at::mm(dh_seq.t(), r_seq.reshape({N, H})) : at::empty({0}, x.options());
-  Tensor dc0 = is_lstm ? dc : at::empty({0}, x.options());
-  return {dx, dh, dc0, dw_ih, dw_hh, db_ih, db_hh, dw_hr};
+  if (has_bias) {
+    db_ih = db_ih.to(x.scalar_type());
+    // Only GRU's two projections get different gradients; a copy keeps the outputs apart.
+    db_hh = is_gru ? db_hh.to(x.scalar_type()) : db_ih.clone();
+  } else {
+    db_ih = empty();
+    db_hh = empty();
+  }
+  Tensor dw_hr = projects ? at::mm(dh_seq.t(), r_seq.reshape({N, H})) : empty();
+  dh = dh.to(x.scalar_type());
+  if (is_lstm) dc = dc.to(x.scalar_type());
+  return {dx, dh, is_lstm ? dc : empty(), dw_ih, dw_hh, db_ih, db_hh, dw_hr};
 }
 
 }  // namespace rnnk

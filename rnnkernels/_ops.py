@@ -25,7 +25,7 @@ import torch
 from torch import Tensor
 from torch.autograd import forward_ad
 
-from . import _autograd, reference
+from . import _autograd, _backend, reference
 
 CELLS = ("lstm", "gru", "rnn_tanh", "rnn_relu")
 GATES = {"lstm": 4, "gru": 3, "rnn_tanh": 1, "rnn_relu": 1}
@@ -61,18 +61,27 @@ def cell_backward_op(cell: str) -> Any:
     return library_op(cell, "cell_backward")
 
 
+def _kept_dtype(x: Tensor, w_hr: Tensor | None = None) -> torch.dtype:
+    """The dtype of the gate values and cell states a forward keeps for backward: float32
+    where the CPU's bf16 kernels run (csrc/bf16_layer.h), else x's."""
+    bf16_kernels = (x.device.type == "cpu" and x.dtype == torch.bfloat16 and w_hr is None
+                    and _backend.cpu_bf16_isa() is not None)
+    return torch.float32 if bf16_kernels else x.dtype
+
+
 def _make_fake_forward(cell: str) -> Callable:
     def fake(x, batch_sizes, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, reverse):
         hidden = w_hh.shape[0] // GATES[cell]
         out_size = w_hr.shape[0] if w_hr is not None else hidden
         lead = x.shape[:-1]
+        kept = _kept_dtype(x, w_hr)
         return (
             x.new_empty(*lead, out_size),
             h0.new_empty(h0.shape),
             c0.new_empty(c0.shape) if c0 is not None else x.new_empty(0),
-            x.new_empty(*lead, SAVED[cell] * hidden),
+            x.new_empty(*lead, SAVED[cell] * hidden, dtype=kept),
             x.new_empty(*lead, out_size),
-            x.new_empty(*lead, hidden) if cell == "lstm" else x.new_empty(0),
+            x.new_empty(*lead, hidden, dtype=kept) if cell == "lstm" else x.new_empty(0),
             x.new_empty(*lead, hidden) if w_hr is not None else x.new_empty(0),
         )
 
@@ -106,9 +115,10 @@ def _fake_backward(grad_output, grad_h_n, grad_c_n, x, batch_sizes, w_ih, w_hh, 
 def _make_fake_cell_forward(cell: str) -> Callable:
     def fake(x, h, c, w_ih, w_hh, b_ih, b_hh):
         hidden = w_hh.shape[0] // GATES[cell]
+        kept = _kept_dtype(x)
         return (h.new_empty(h.shape), c.new_empty(c.shape) if c is not None else x.new_empty(0),
-                x.new_empty(x.shape[0], SAVED[cell] * hidden),
-                x.new_empty(x.shape[0], hidden) if cell == "lstm" else x.new_empty(0))
+                x.new_empty(x.shape[0], SAVED[cell] * hidden, dtype=kept),
+                x.new_empty(x.shape[0], hidden, dtype=kept) if cell == "lstm" else x.new_empty(0))
 
     return fake
 

@@ -12,7 +12,7 @@ from torch import Tensor
 
 from . import _backend, _fork, reference
 from ._bidirectional import fused_both_directions
-from ._ops import fused_cell, fused_layer, wants_grad
+from ._ops import fused_cell, fused_layer
 
 # On CPU half types are computed in float32 (the fused kernels take float32/float64),
 # but for bfloat16 inference on a CPU with bf16 dot products (AMX, AVX512_BF16).
@@ -97,7 +97,7 @@ def _in_compute_dtype(cell: str, backend: str, input: Tensor, hx: Tensor, cx: Te
     compute_dtype = result_dtype
     if device_type == "cpu" and result_dtype not in _CPU_NATIVE_DTYPES:
         compute_dtype = torch.float32
-        if result_dtype == torch.bfloat16 and _bf16_kernels_take(backend, input, hx, cx, weights):
+        if result_dtype == torch.bfloat16 and _bf16_kernels_take(backend, weights):
             compute_dtype = torch.bfloat16
     tensors = [input, hx, cx, *(w for ws in weights for w in ws)]
     if not autocasting and all(t is None or t.dtype == compute_dtype for t in tensors):
@@ -112,14 +112,12 @@ def _in_compute_dtype(cell: str, backend: str, input: Tensor, hx: Tensor, cx: Te
             None if c_n is None else c_n.to(cell_dtype))
 
 
-def _bf16_kernels_take(backend: str, input: Tensor, hx: Tensor, cx: Tensor | None,
-                       weights: list[LayerWeights]) -> bool:
+def _bf16_kernels_take(backend: str, weights: list[LayerWeights]) -> bool:
     """Whether the CPU's bf16 kernels run this call: the cpp backend's fused ops on a CPU
-    with bf16 dot products, inference (no gradient can flow), no projection."""
+    with bf16 dot products, no projection."""
     return (backend == "cpp" and not _runs_reference(backend)
             and _backend.cpu_bf16_isa() is not None
-            and all(ws[4] is None for ws in weights)
-            and not wants_grad(input, hx, cx, *(w for ws in weights for w in ws)))
+            and all(ws[4] is None for ws in weights))
 
 
 def _run_stack(backend: str, cell: str, input: Tensor, batch_sizes: Tensor | None, hx: Tensor,

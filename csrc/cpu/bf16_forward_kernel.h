@@ -1,12 +1,13 @@
-// The body of isa_amx.cpp and isa_avx512_bf16.cpp after rows_kernel.h and bf16_gemm.h:
-// bf16_sequence.h's layer inference for one instruction set.
+// Part of the body of isa_amx.cpp and isa_avx512_bf16.cpp, after rows_kernel.h and
+// bf16_gemm.h: bf16_sequence.h's layer forward for one instruction set.
 //
 // The input projection of all steps is one bf16 GEMM split by rows among the threads. The
 // recurrence: threads own fixed blocks of 16 hidden units and pack their gates' rows of
 // W_hh once per call; per step each thread's GEMM reads the previous step's output rows
 // (h in bf16, as the output keeps it) and writes float32 gate sums for its units, the
 // cell math runs on them in float32, and the thread rounds its units of h_t to bf16 into
-// the output row; one barrier per step.
+// the output row; one barrier per step. For backward each thread also keeps its units'
+// gate values, h_{t-1} and c_{t-1} of every step.
 #include <omp.h>
 
 #include <algorithm>
@@ -27,7 +28,7 @@ constexpr int64_t slots_for_bf16(int64_t count) { return (count + 1) / 2; }
 
 // xg[r * ld + col] = x[r] . w_ih[col] + bias[col] for r < total, col < G*H (ld: G*H rounded
 // up to whole tiles; rows up to padded_rows(total) are written too).
-void input_projection(const Bf16Inference& p, int G, const float* bias, bf16_bits* x_padded,
+void input_projection(const Bf16Forward& p, int G, const float* bias, bf16_bits* x_padded,
                       bf16_bits* panels, float* xg, int64_t ld, int team) {
   const int64_t GH = G * p.H, tiles = ld / kTileCols;
   const bool pads = x_padded != nullptr;
@@ -65,10 +66,10 @@ void input_projection(const Bf16Inference& p, int G, const float* bias, bf16_bit
 }
 
 template <typename Cell>
-void bf16_inference(const Bf16Inference& p) {
+void bf16_forward(const Bf16Forward& p) {
   constexpr int G = Cell::kGates, S = Cell::kSaved;
   constexpr int64_t W = kTileCols;
-  constexpr bool kIsGru = std::is_same_v<Cell, GruCell>;
+  constexpr bool kIsLstm = std::is_same_v<Cell, LstmCell>, kIsGru = std::is_same_v<Cell, GruCell>;
   const int64_t H = p.H, GH = G * H, B = p.batch;
   const int64_t depth = padded_depth(H), Bp = padded_rows(B);
   const BlockSplit split(H, W, 1);
@@ -84,7 +85,7 @@ void bf16_inference(const Bf16Inference& p) {
   bool grows = false;
   for (int64_t k = 1; k < order.steps; ++k) grows = grows || order.rows[k] > order.rows[k - 1];
   // Per thread: its GEMM results [Bp][its tiles * 16], one row of gate sums [GH], h [H]
-  // and saved values [S*H] (discarded) in float, the padded h block [Bp][depth] in bf16;
+  // and, in inference, saved values [S*H] (discarded) in float, the padded h block [Bp][depth] in bf16;
   // whole cache lines each, for the tile loads and stores.
   const auto lines = [](int64_t floats) { return (floats + 15) / 16 * 16; };
   const int64_t sums_size = Bp * split.most_in_all(team_size) * G * W;
@@ -140,6 +141,7 @@ void bf16_inference(const Bf16Inference& p) {
     float* discarded = h + lines(H);
     bf16_bits* h_padded = reinterpret_cast<bf16_bits*>(discarded + lines(S * H));
     int64_t prev = -1;
+    const bool keeps = p.saved != nullptr;
     for (int64_t k = 0; k < order.steps; ++k) {
       const int64_t n = order.rows[k], off = order.offsets[k];
       if (n == 0) continue;
@@ -161,11 +163,18 @@ void bf16_inference(const Bf16Inference& p) {
             std::memcpy(hg + g * H + j, result + g * W, count * sizeof(float));
           }
         }
+        if (keeps) {
+          std::memcpy(p.h_prev + row * H + mine.j0, h_in + r * H + mine.j0,
+                      mine.width * sizeof(bf16_bits));
+          if (kIsLstm) {
+            std::memcpy(p.c_prev + row * H + mine.j0, p.c + r * H + mine.j0,
+                        mine.width * sizeof(float));
+          }
+        }
         // GRU reads h_{t-1} where it writes h_t.
         if (kIsGru) load_bf16(h_in + r * H + mine.j0, h + mine.j0, mine.width);
-        const StepForward<float> step{xg + row * ld, hg, h,
-                                      std::is_same_v<Cell, LstmCell> ? p.c + r * H : nullptr,
-                                      discarded, H};
+        const StepForward<float> step{xg + row * ld, hg, h, kIsLstm ? p.c + r * H : nullptr,
+                                      keeps ? p.saved + row * S * H : discarded, H};
         cell_units<false, Cell>(step, 0, mine.j0, mine.j0 + mine.width);
         store_bf16(h + mine.j0, p.output + row * H + mine.j0, mine.width);
       }
@@ -178,8 +187,8 @@ void bf16_inference(const Bf16Inference& p) {
 
 }  // namespace
 
-void run_bf16_inference(const Bf16Inference& p) {
-  visit_cell(p.kind, [&](auto cell) { bf16_inference<decltype(cell)>(p); });
+void run_bf16_forward(const Bf16Forward& p) {
+  visit_cell(p.kind, [&](auto cell) { bf16_forward<decltype(cell)>(p); });
 }
 
 }  // namespace CPU_CAPABILITY

@@ -9,36 +9,75 @@
 #include "tensor_ptr.h"
 
 namespace rnnk {
+namespace {
 
-bool bf16_cpu_applies(const at::Tensor& x, bool projects, bool for_backward) {
-  return x.is_cpu() && x.scalar_type() == at::kBFloat16 && !projects && !for_backward &&
+const uint16_t* bits(const at::Tensor& t) {
+  return reinterpret_cast<const uint16_t*>(t.data_ptr<at::BFloat16>());
+}
+uint16_t* bits_out(const at::Tensor& t) {
+  return reinterpret_cast<uint16_t*>(t.data_ptr<at::BFloat16>());
+}
+uint16_t* bits_or_null(const at::Tensor& t) {
+  return t.defined() && t.numel() > 0 ? bits_out(t) : nullptr;
+}
+
+}  // namespace
+
+bool bf16_cpu_applies(const at::Tensor& x, bool projects) {
+  return x.is_cpu() && x.scalar_type() == at::kBFloat16 && !projects &&
          cpu_paths().bf16 != Isa::Default;
 }
 
-void bf16_inference_cpu(CellKind kind, const StepOrder& order, const at::Tensor& x,
-                        const at::Tensor& h0, const at::Tensor& w_ih, const at::Tensor& w_hh,
-                        const std::optional<at::Tensor>& b_ih,
-                        const std::optional<at::Tensor>& b_hh, const at::Tensor& c,
-                        const at::Tensor& output, const at::Tensor& h_n) {
+void bf16_forward_cpu(CellKind kind, const StepOrder& order, const at::Tensor& x,
+                      const at::Tensor& h0, const at::Tensor& w_ih, const at::Tensor& w_hh,
+                      const std::optional<at::Tensor>& b_ih, const std::optional<at::Tensor>& b_hh,
+                      const at::Tensor& c, const at::Tensor& output, const at::Tensor& h_n,
+                      const Bf16Kept& kept) {
   const at::Tensor x_c = x.contiguous(), h0_c = h0.contiguous(), w_ih_c = w_ih.contiguous(),
                    w_hh_c = w_hh.contiguous();
   // The biases are added to float32 sums: one rounding fewer in float32.
   const at::Tensor bias_ih = b_ih.has_value() ? b_ih->to(at::kFloat).contiguous() : at::Tensor();
   const at::Tensor bias_hh = b_hh.has_value() ? b_hh->to(at::kFloat).contiguous() : at::Tensor();
-  const auto bits = [](const at::Tensor& t) {
-    return reinterpret_cast<const uint16_t*>(t.data_ptr<at::BFloat16>());
-  };
   const int64_t B = h0.size(0), H = h0.size(1);
   const int threads = sequence_threads(B, w_hh.size(0), H, at::get_num_threads());
-  const Bf16Inference params{
+  const Bf16Forward params{
       kind, order, B, H, x.size(1), x.size(0), bits(x_c), bits(w_ih_c), bits(w_hh_c),
       ptr_or_null<float>(bias_ih), ptr_or_null<float>(bias_hh), bits(h0_c),
-      ptr_or_null<float>(c), reinterpret_cast<uint16_t*>(output.data_ptr<at::BFloat16>()),
-      reinterpret_cast<uint16_t*>(h_n.data_ptr<at::BFloat16>()), threads};
+      ptr_or_null<float>(c), bits_out(output), bits_out(h_n), ptr_or_null<float>(kept.saved),
+      bits_or_null(kept.h_prev), ptr_or_null<float>(kept.c_prev), threads};
   if (cpu_paths().bf16 == Isa::Amx) {
-    AMX::run_bf16_inference(params);
+    AMX::run_bf16_forward(params);
   } else {
-    AVX512_BF16::run_bf16_inference(params);
+    AVX512_BF16::run_bf16_forward(params);
+  }
+}
+
+void bf16_backward_cpu(CellKind kind, const StepOrder& order, const at::Tensor& w_hh,
+                       const at::Tensor& grad_output, const Bf16Kept& kept,
+                       const Bf16Grads& grads) {
+  const at::Tensor w_hh_t = w_hh.t().contiguous(), grad_c = grad_output.contiguous();
+  const int64_t B = grads.dh.size(0), H = w_hh.size(1);
+  const int threads = sequence_threads(B, w_hh.size(0), H, at::get_num_threads());
+  const Bf16Backward params{kind,
+                            order,
+                            B,
+                            H,
+                            bits(w_hh_t),
+                            bits(grad_c),
+                            kept.saved.data_ptr<float>(),
+                            bits(kept.h_prev),
+                            ptr_or_null<float>(kept.c_prev),
+                            grads.dh.data_ptr<float>(),
+                            ptr_or_null<float>(grads.dc),
+                            bits_out(grads.dxg),
+                            bits_out(grads.dhg),
+                            ptr_or_null<float>(grads.db_ih),
+                            ptr_or_null<float>(grads.db_hh),
+                            threads};
+  if (cpu_paths().bf16 == Isa::Amx) {
+    AMX::run_bf16_backward(params);
+  } else {
+    AVX512_BF16::run_bf16_backward(params);
   }
 }
 

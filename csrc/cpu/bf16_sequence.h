@@ -1,9 +1,11 @@
-// The CPU's bfloat16 layer inference: the input projection of every step and the whole
-// recurrence of one layer direction in one call, GEMMs in bf16 with float32 sums, the gate
-// math and the cell state in float32 (the cell headers), h rounded to bf16 where it is
-// written (the output, which the next step's GEMM reads). Compiled for AMX (isa_amx.cpp)
-// and for AVX512_BF16 (isa_avx512_bf16.cpp); bf16_layer.cpp picks one. Raw pointers only;
-// bf16 values are their 16 bits.
+// The CPU's bfloat16 layer kernels. Forward: the input projection of every step and the
+// whole recurrence of one layer direction in one call, GEMMs in bf16 with float32 sums,
+// the gate math and the cell state in float32 (the cell headers), h rounded to bf16 where
+// it is written (the output, which the next step's GEMM reads). Backward: the per-step
+// part (the gates' gradients in float32, the dh GEMM in bf16); layer.cpp keeps the
+// whole-sequence GEMMs. Compiled for AMX (isa_amx.cpp) and for AVX512_BF16
+// (isa_avx512_bf16.cpp); bf16_layer.cpp picks one. Raw pointers only; bf16 values are
+// their 16 bits.
 #pragma once
 #include <cstdint>
 
@@ -11,7 +13,7 @@
 
 namespace rnnk {
 
-struct Bf16Inference {
+struct Bf16Forward {
   CellKind kind;
   StepOrder order;
   int64_t batch, H, I, total;  // total: rows of x and output, over all steps
@@ -24,12 +26,37 @@ struct Bf16Inference {
   float* c;                    // [B, H] in: c0, out: c_n (LSTM)
   uint16_t* output;            // [total, H] out
   uint16_t* h_n;               // [B, H] out
+  // What backward reads; all null in inference. Gate values and c stay float32.
+  float* saved;       // [total, S*H] out
+  uint16_t* h_prev;   // [total, H] out: each step's input state
+  float* c_prev;      // [total, H] out (LSTM)
   int threads;
 };
 
-#define RNNK_DECLARE_BF16(capability) \
-  namespace rnnk::capability {        \
-  void run_bf16_inference(const Bf16Inference&); \
+struct Bf16Backward {
+  CellKind kind;
+  StepOrder order;  // as the forward visited the steps; backward walks it backwards
+  int64_t batch, H;
+  const uint16_t* w_hh_t;       // [H, G*H]: w_hh transposed
+  const uint16_t* grad_output;  // [N, H]
+  const float* saved;           // [N, S*H]
+  const uint16_t* h_prev;       // [N, H]
+  const float* c_prev;          // [N, H] (LSTM)
+  float* dh;                    // [B, H] in: grad of h_n, out: grad of h0
+  float* dc;                    // [B, H] in: grad of c_n, out: grad of c0 (LSTM)
+  uint16_t* dxg;                // [N, G*H] out
+  uint16_t* dhg;                // [N, G*H] out (GRU; the others pass dxg)
+  // [G*H] out, or null without biases: the column sums of dxg and dhg (GRU; the others
+  // pass null), from their float32 values.
+  float* db_ih;
+  float* db_hh;
+  int threads;
+};
+
+#define RNNK_DECLARE_BF16(capability)            \
+  namespace rnnk::capability {                   \
+  void run_bf16_forward(const Bf16Forward&);     \
+  void run_bf16_backward(const Bf16Backward&);   \
   }
 
 }  // namespace rnnk
