@@ -15,7 +15,7 @@ from rnnkernels.benchmark.single_step import USES
 
 def test_defaults() -> None:
     args = cli.parse_args([])
-    assert args.modes == ["fwd", "train"] and args.dtypes is None
+    assert args.modes is None and args.dtypes is None
     assert args.shape == [] and args.compare is None
 
 
@@ -24,6 +24,12 @@ def test_default_dtypes_add_bf16_where_our_kernels_compute_it() -> None:
     bf16 = ["bfloat16"] if _backend.cpu_bf16_isa() is not None else []
     assert cli.default_dtypes("cpu") == ["float32", *bf16]
     assert cli.default_dtypes("cuda") == ["float32"]
+
+
+def test_default_modes_add_autocast_where_it_runs_our_bf16_kernels() -> None:
+    autocast = ["autocast"] if _backend.cpu_bf16_isa() is not None else []
+    assert cli.default_modes("cpu") == ["fwd", "train", *autocast]
+    assert cli.default_modes("cuda") == ["fwd", "train"]
 
 
 def test_options_parse() -> None:
@@ -54,6 +60,7 @@ def test_flop_formula() -> None:
     lstm = Shape("lstm", T=100, B=64, I=512, H=512)
     assert flops(lstm, 6400, "fwd") == 2 * 6400 * 4 * 512 * (512 + 512)
     assert flops(lstm, 6400, "train") == 3 * flops(lstm, 6400, "fwd")
+    assert flops(lstm, 6400, "autocast") == flops(lstm, 6400, "train")
     gru2 = Shape("gru", T=5, B=2, I=3, H=4, layers=2, bidirectional=True)
     # layer 0: 2 directions x 2*10*3*4*(3+4); layer 1 reads both directions: I = 8
     assert flops(gru2, 10, "fwd") == 2 * (2 * 10 * 3 * 4 * 7) + 2 * (2 * 10 * 3 * 4 * 12)
@@ -98,7 +105,9 @@ def test_tiny_run_writes_table_json_plot_and_compares(tmp_path, capsys) -> None:
     else:
         assert single is None
     rows = document["results"]
-    assert {r["mode"] for r in rows} == {"fwd", "train"}
+    assert {r["mode"] for r in rows} == set(cli.default_modes("cpu"))
+    # autocast rows are float32 modules under autocast, timed against the bf16 ceiling
+    assert all(r["dtype"] == "float32" for r in rows if r["mode"] == "autocast")
     for row in rows:
         assert {"case", "impl", "median_ms", "iqr_ms", "samples_ms", "speedup_vs_nn", "gflops",
                 "pct_of_gemm_ceiling", "gemm_ceiling_gflops", "memory_bytes", "flop",
@@ -123,10 +132,11 @@ def _readme_tables():
 
 
 def test_readme_targets_follow_the_numbers() -> None:
-    def row(shape: Shape, mode: str, impl: str, ms: float, speedup: float, pct: float) -> dict:
+    def row(shape: Shape, mode: str, impl: str, ms: float, speedup: float, pct: float,
+            dtype: str = "float32") -> dict:
         return {"shape": shape.as_dict(), "case": shape.key(), "mode": mode, "impl": impl,
                 "median_ms": ms, "iqr_ms": 0.0, "speedup_vs_nn": speedup, "gflops": 1.0,
-                "pct_of_gemm_ceiling": pct}
+                "pct_of_gemm_ceiling": pct, "dtype": dtype}
 
     big, small = Shape("lstm", 10, 64, 512, 512), Shape("lstm", 100, 1, 64, 64)
     doc = {"results": [
@@ -145,3 +155,19 @@ def test_readme_targets_follow_the_numbers() -> None:
            "2T minus T steps) | yes |" in targets
     doc["results"][1]["speedup_vs_nn"] = 0.5
     assert "| >= 1.0x | 0.50x | no |" in _readme_tables().targets_table(doc)
+
+    # bf16 and autocast rows have their own tables and leave the float32 ones alone.
+    doc["results"] += [
+        row(big, "fwd", "nn", 4.0, 1.0, 30, "bfloat16"), row(big, "fwd", "ours", 2.0, 2.0, 70,
+                                                             "bfloat16"),
+        row(big, "autocast", "nn", 4.0, 1.0, 20), row(big, "autocast", "ours", 4.0, 1.1, 25),
+    ]
+    tables = _readme_tables()
+    assert "bfloat16" not in tables.case_table(doc) and "autocast" not in tables.case_table(doc)
+    bf16 = tables.case_table(doc, bf16=True)
+    assert "| fwd |" in bf16 and "| autocast |" in bf16 and "| train |" not in bf16
+    targets = tables.bf16_targets_table(doc)
+    assert "| never slower than nn (every bf16 and autocast case) | >= 1.0x | 1.10x | yes |" \
+        in targets
+    assert "| LSTM geomean, autocast | >= 1.3x | 1.10x | no |" in targets
+    assert "| >= 60% | 70% | yes |" in targets

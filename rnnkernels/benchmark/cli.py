@@ -13,7 +13,7 @@ from .. import _backend
 from . import report
 from .configs import Shape, parse_shape, standard_sweep
 from .per_step import per_step_us
-from .runner import MismatchError, run_case
+from .runner import AUTOCAST, MismatchError, run_case
 from .single_step import single_step_rows
 from .single_step import table as single_step_table
 
@@ -38,8 +38,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "(backend_info()['cpu_paths'])")
     parser.add_argument("--devices", nargs="+", choices=["cpu", "cuda"],
                         help="default: cuda when available, else cpu")
-    parser.add_argument("--modes", nargs="+", choices=["fwd", "train"], default=["fwd", "train"],
-                        help="fwd: inference under no_grad; train: forward + backward")
+    parser.add_argument("--modes", nargs="+", choices=["fwd", "train", AUTOCAST],
+                        help="fwd: inference under no_grad; train: forward + backward; "
+                             "autocast: train of the float32 cases under torch.autocast "
+                             "(bf16). Default: fwd and train, and autocast on a CPU with bf16 "
+                             "kernels")
     parser.add_argument("--shape", action="append", default=[], metavar="T,B,I,H[,L[,bi]]",
                         help="run this shape instead of the standard sweep (repeatable)")
     parser.add_argument("--packed", action="store_true",
@@ -78,6 +81,11 @@ def default_dtypes(device: str) -> list[str]:
     return ["float32"]
 
 
+def default_modes(device: str) -> list[str]:
+    """Inference and training; autocast training too where it runs our bf16 kernels."""
+    return ["fwd", "train"] + ([AUTOCAST] if "bfloat16" in default_dtypes(device) else [])
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.compare:
@@ -93,11 +101,12 @@ def main(argv: list[str] | None = None) -> int:
             print("cuda asked for but torch.cuda.is_available() is False", file=sys.stderr)
             return 2
         dtypes = args.dtypes or default_dtypes(device)
+        modes = args.modes or default_modes(device)
         todo = [(shape, name) for shape in cases(args, device) for name in dtypes]
         rows: list[dict] = []
         for shape, dtype_name in tqdm(todo, desc=f"benchmark on {device}", file=sys.stderr):
             try:
-                rows += run_case(shape, args.impls, device, DTYPES[dtype_name], args.modes,
+                rows += run_case(shape, args.impls, device, DTYPES[dtype_name], modes,
                                  args.repeats, args.budget)
             except MismatchError as error:
                 print(f"ABORTED: {error}", file=sys.stderr)

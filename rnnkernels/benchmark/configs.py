@@ -43,7 +43,7 @@ def flops(shape: Shape, tokens: int, mode: str) -> float:
     for layer in range(shape.layers):
         layer_input = shape.I if layer == 0 else shape.H * directions
         total += directions * 2.0 * tokens * GATES[shape.cell] * shape.H * (layer_input + shape.H)
-    return total * (3.0 if mode == "train" else 1.0)
+    return total * (1.0 if mode == "fwd" else 3.0)
 
 
 def standard_sweep(device: str) -> list[Shape]:

@@ -53,14 +53,14 @@ def _format_bytes(value: int | None) -> str:
 
 
 def table(rows: list[dict]) -> str:
-    header = (f"{'case':<44} {'mode':<5} {'implementation':<24} {'median ms':>10} {'IQR ms':>8} "
+    header = (f"{'case':<44} {'mode':<8} {'implementation':<24} {'median ms':>10} {'IQR ms':>8} "
               f"{'vs nn':>6} {'GFLOP/s':>8} {'% ceil':>6} {'memory':>11}")
     lines = [header, "-" * len(header)]
     previous = None
     for row in rows:
         case = f"{row['case']} {row['dtype']}" if (row["case"], row["mode"]) != previous else ""
         previous = (row["case"], row["mode"])
-        lines.append(f"{case:<44} {row['mode']:<5} {row['impl']:<24} {row['median_ms']:>10.3f} "
+        lines.append(f"{case:<44} {row['mode']:<8} {row['impl']:<24} {row['median_ms']:>10.3f} "
                      f"{row['iqr_ms']:>8.3f} {row['speedup_vs_nn']:>5.2f}x {row['gflops']:>8.1f} "
                      f"{row['pct_of_gemm_ceiling']:>5.0f}% {_format_bytes(row['memory_bytes']):>11}")
     return "\n".join(lines)
@@ -79,7 +79,7 @@ def write_json(path: Path, env: dict, ceilings: dict, rows: list[dict],
     path.write_text(json.dumps(document, indent=1))
 
 
-_MODE_LABELS = {"fwd": "inference", "train": "training"}
+_MODE_LABELS = {"fwd": "inference", "train": "training", "autocast": "training, autocast bf16"}
 
 
 def write_plot(path: Path, rows: list[dict], env: dict) -> None:
@@ -98,6 +98,7 @@ def write_plot(path: Path, rows: list[dict], env: dict) -> None:
     ours = [r for r in rows if r["impl"] != baselines[(r["case"], r["dtype"], r["mode"])]]
     dtypes = list(dict.fromkeys(r["dtype"] for r in ours))
     series = list(dict.fromkeys((r["mode"], r["impl"]) for r in ours))
+    impls = {impl for _, impl in series}
     cases = list(dict.fromkeys(r["case"] for r in ours))
     height = 0.8 / max(len(series), 1)
     figure, panels = plt.subplots(1, len(dtypes), squeeze=False, sharey=True,
@@ -110,7 +111,7 @@ def write_plot(path: Path, rows: list[dict], env: dict) -> None:
         for index, (mode, impl) in enumerate(series):
             ys = [c + index * height for c in range(len(cases))]
             values = [speedup.get((case, mode, impl)) for case in cases]
-            label = _MODE_LABELS.get(mode, mode) + ("" if len(series) <= 2 else f", {impl}")
+            label = _MODE_LABELS.get(mode, mode) + ("" if len(impls) == 1 else f", {impl}")
             bars = panel.barh([y for y, v in zip(ys, values) if v is not None],
                               [v for v in values if v is not None], height, label=label)
             panel.bar_label(bars, labels=[f"{v:.2f}x" for v in values if v is not None],
@@ -143,10 +144,10 @@ def compare(old_path: Path, new_path: Path) -> str:
         return {(r["case"], r["dtype"], r["mode"], r["impl"]): r for r in rows}
 
     old, new = index(old_path), index(new_path)
-    lines = [f"{'case':<44} {'mode':<5} {'implementation':<24} {'old ms':>9} {'new ms':>9} {'change':>8}"]
+    lines = [f"{'case':<44} {'mode':<8} {'implementation':<24} {'old ms':>9} {'new ms':>9} {'change':>8}"]
     for key in [k for k in new if k in old]:
         before, after = old[key]["median_ms"], new[key]["median_ms"]
-        lines.append(f"{key[0] + ' ' + key[1]:<44} {key[2]:<5} {key[3]:<24} {before:>9.3f} "
+        lines.append(f"{key[0] + ' ' + key[1]:<44} {key[2]:<8} {key[3]:<24} {before:>9.3f} "
                      f"{after:>9.3f} {100 * (after / before - 1):>+7.1f}%")
     missing = [k for k in new if k not in old]
     if missing:

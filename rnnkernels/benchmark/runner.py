@@ -41,17 +41,25 @@ def _output_tensors(result) -> list[torch.Tensor]:
     return [data, *(hidden if isinstance(hidden, tuple) else (hidden,))]
 
 
+# The mode whose training step runs under torch.autocast (bf16), on float32 modules.
+AUTOCAST = "autocast"
+TRAINING_MODES = ("train", AUTOCAST)
+
+
 def _step(impl: Implementation, x, mode: str) -> Callable[[], object]:
     context = impl.context or contextlib.nullcontext
+    device = x.data.device.type
 
     def forward() -> object:
         with context(), torch.no_grad():
             return impl.module(x)
 
     def train() -> object:
+        autocasting = torch.autocast(device, dtype=torch.bfloat16, enabled=mode == AUTOCAST)
         with context():
             impl.module.zero_grad(set_to_none=True)
-            loss = sum(t.float().sum() for t in _output_tensors(impl.module(x)))
+            with autocasting:  # the forward only, as autocast is meant to be used
+                loss = sum(t.float().sum() for t in _output_tensors(impl.module(x)))
             loss.backward()
         return loss
 
@@ -95,7 +103,7 @@ def memory_bytes(fn: Callable[[], object], device: str, mode: str) -> int | None
         fn()
         torch.cuda.synchronize()
         return torch.cuda.max_memory_allocated() - before
-    if mode != "train":
+    if mode not in TRAINING_MODES:
         return None
     total = [0]
     with _count_saved_bytes(total):
@@ -118,12 +126,14 @@ def run_case(shape: Shape, impl_names: list[str], device: str, dtype: torch.dtyp
     if impls and impls[0].name.startswith("nn"):
         check_against_nn(impls, x, dtype, shape.key())
     rows = []
-    ceilings = [gemm_ceiling(device, dtype, budget_s=CEILING_BUDGET_S)]
+    # Autocast rows are float32 modules computing in bf16: the bf16 ceiling is theirs.
+    modes = [m for m in modes if m != AUTOCAST or dtype == torch.float32]
+    ceiling_dtype = {m: torch.bfloat16 if m == AUTOCAST else dtype for m in modes}
     for mode in modes:
+        before = gemm_ceiling(device, ceiling_dtype[mode], budget_s=CEILING_BUDGET_S)
         fns = {impl.name: _step(impl, x, mode) for impl in impls}
         samples = time_interleaved(fns, device, repeats, budget_s)
-        ceilings.append(gemm_ceiling(device, dtype, budget_s=CEILING_BUDGET_S))
-        ceiling = max(ceilings[-2:])
+        ceiling = max(before, gemm_ceiling(device, ceiling_dtype[mode], budget_s=CEILING_BUDGET_S))
         work = flops(shape, tokens, mode)
         baseline = None
         for impl in impls:
