@@ -15,7 +15,7 @@ from ._bidirectional import fused_both_directions
 from ._ops import fused_cell, fused_layer
 
 # On CPU half types are computed in float32 (the fused kernels take float32/float64),
-# but for bfloat16 inference on a CPU with bf16 dot products (AMX, AVX512_BF16).
+# but for bfloat16 on a CPU with bf16 dot products (AMX, AVX512_BF16) without a projection.
 _CPU_NATIVE_DTYPES = (torch.float32, torch.float64)
 
 # Under autocast nn.* runs these cells in the autocast dtype (the rest in float32): on CPU
@@ -99,6 +99,12 @@ def _in_compute_dtype(cell: str, backend: str, input: Tensor, hx: Tensor, cx: Te
         compute_dtype = torch.float32
         if result_dtype == torch.bfloat16 and _bf16_kernels_take(backend, weights):
             compute_dtype = torch.bfloat16
+    elif (autocasting and device_type == "cpu" and not lower
+          and torch.get_autocast_dtype("cpu") == torch.bfloat16
+          and _bf16_kernels_take(backend, weights)):
+        # nn's CPU GRU returns float32 under autocast, but its GEMMs (autocast's linear)
+        # take bf16 operands: so do ours, the bf16 kernels' results returned in float32.
+        compute_dtype = torch.bfloat16
     tensors = [input, hx, cx, *(w for ws in weights for w in ws)]
     if not autocasting and all(t is None or t.dtype == compute_dtype for t in tensors):
         return run(input, hx, cx, weights)

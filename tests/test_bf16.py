@@ -251,10 +251,11 @@ def test_bf16_training_deterministic_across_repeats_and_threads() -> None:
 
 
 @needs_bf16
-@pytest.mark.parametrize("name", ["lstm", "rnn_tanh"])
+@pytest.mark.parametrize("name", ["lstm", "gru", "rnn_tanh"])
 def test_bf16_autocast_training_within_rounding(name: str) -> None:
-    """Under autocast the cells nn lowers to bf16 run the bf16 kernels on float32
-    parameters: their gradients come back float32, within the bound of the float32 ones."""
+    """Under autocast the bf16 kernels run on float32 parameters (GRU too: nn returns it in
+    float32, but its GEMMs take bf16 operands), in nn's output dtypes; the gradients come
+    back float32, within the bound of the float32 ones."""
     ours, theirs, reference, x = make(name, "wide")
     ours.float()
     hx = initial_states(name, "wide")
@@ -297,8 +298,8 @@ print(json.dumps(results))
 SMOOTH = ("lstm", "gru")
 
 
-def run_capped(isa: str) -> dict:
-    env = dict(os.environ, RNNKERNELS_CPU_ISA=isa)
+def run_capped(isa: str, variable: str = "RNNKERNELS_CPU_ISA") -> dict:
+    env = dict(os.environ, **{variable: isa})
     done = subprocess.run([sys.executable, "-c", _SUBPROCESS_CHECK], env=env, capture_output=True,
                           text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stderr
@@ -331,3 +332,13 @@ def test_each_bf16_instruction_set_within_rounding(isa: str) -> None:
         assert results[name]["error"] <= 4 * ULP * results[name]["scale"], (name, results[name])
     for name in SMOOTH:
         assert results[name]["grad_error"] <= 4 * ULP, (name, results[name])
+
+
+@needs_bf16
+@pytest.mark.skipif(_backend._C is None, reason="needs the C++ kernels")
+def test_aten_capability_caps_the_float32_kernels_only() -> None:
+    """ATEN_CPU_CAPABILITY caps ATen's vectorised kernels, not oneDNN's bf16 ones (which
+    nn's bf16 LSTM runs whatever it says): ours follow it in float32 alone."""
+    paths = run_capped("avx2", variable="ATEN_CPU_CAPABILITY")["paths"]
+    assert paths["float32"] == "avx2"
+    assert paths["bfloat16"] == _backend.cpu_bf16_isa()

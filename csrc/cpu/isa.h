@@ -49,15 +49,12 @@ inline Isa widest_isa() {
   return Isa::Default;
 }
 
-// A cap from the environment: RNNKERNELS_CPU_ISA=default|avx2|avx512|avx512_bf16|amx, or
-// ATen's own ATEN_CPU_CAPABILITY=default|avx2 (which caps ATen's kernels the same way).
-inline Isa capped(Isa best) {
-  for (const char* var : {"RNNKERNELS_CPU_ISA", "ATEN_CPU_CAPABILITY"}) {
-    const char* cap = std::getenv(var);
-    if (cap == nullptr) continue;
-    for (Isa level : {Isa::Default, Isa::Avx2, Isa::Avx512, Isa::Avx512Bf16, Isa::Amx}) {
-      if (std::strcmp(cap, isa_name(level)) == 0 && level < best) best = level;
-    }
+// `best`, or the lower level the environment variable `var` names.
+inline Isa capped_by(const char* var, Isa best) {
+  const char* cap = std::getenv(var);
+  if (cap == nullptr) return best;
+  for (Isa level : {Isa::Default, Isa::Avx2, Isa::Avx512, Isa::Avx512Bf16, Isa::Amx}) {
+    if (std::strcmp(cap, isa_name(level)) == 0 && level < best) return level;
   }
   return best;
 }
@@ -83,9 +80,13 @@ struct CpuPaths {
   std::string bf16_reason;  // why bf16 has no faster path, or empty
 };
 
+// RNNKERNELS_CPU_ISA=default|avx2|avx512|avx512_bf16|amx caps every path. ATen's own
+// ATEN_CPU_CAPABILITY=default|avx2|avx512 caps ATen's vectorised kernels but not oneDNN's
+// (whose bf16 GEMMs run AMX whatever it says): it caps the float32/64 kernels only.
 inline CpuPaths detect_paths() {
-  const Isa widest = widest_isa(), level = capped(widest);
-  CpuPaths paths{std::min(level, Isa::Avx512), Isa::Default, {}};
+  const Isa widest = widest_isa(), level = capped_by("RNNKERNELS_CPU_ISA", widest);
+  const Isa float_level = std::min(level, capped_by("ATEN_CPU_CAPABILITY", widest));
+  CpuPaths paths{std::min(float_level, Isa::Avx512), Isa::Default, {}};
   if (level >= Isa::Avx512Bf16) paths.bf16 = level;
   if (paths.bf16 == Isa::Amx && !request_amx_tiles(&paths.bf16_reason)) {
     paths.bf16 = Isa::Avx512Bf16;
