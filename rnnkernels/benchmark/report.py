@@ -96,7 +96,11 @@ def write_plot(path: Path, rows: list[dict], env: dict) -> None:
     for r in rows:
         baselines.setdefault((r["case"], r["dtype"], r["mode"]), r["impl"])
     ours = [r for r in rows if r["impl"] != baselines[(r["case"], r["dtype"], r["mode"])]]
-    dtypes = list(dict.fromkeys(r["dtype"] for r in ours))
+    # Autocast rows (float32 modules computing in bf16) sit with the bf16 ones.
+    def panel_of(r: dict) -> str:
+        return "bfloat16" if r["mode"] == "autocast" else r["dtype"]
+
+    dtypes = list(dict.fromkeys(panel_of(r) for r in ours))
     series = list(dict.fromkeys((r["mode"], r["impl"]) for r in ours))
     impls = {impl for _, impl in series}
     cases = list(dict.fromkeys(r["case"] for r in ours))
@@ -107,10 +111,12 @@ def write_plot(path: Path, rows: list[dict], env: dict) -> None:
     limits = (min(0.5, min(speedups) / 1.3), max(2.0, max(speedups) * 1.6))
     for panel, dtype in zip(panels[0], dtypes):
         speedup = {(r["case"], r["mode"], r["impl"]): r["speedup_vs_nn"]
-                   for r in ours if r["dtype"] == dtype}
+                   for r in ours if panel_of(r) == dtype}
         for index, (mode, impl) in enumerate(series):
             ys = [c + index * height for c in range(len(cases))]
             values = [speedup.get((case, mode, impl)) for case in cases]
+            if all(v is None for v in values):
+                continue
             label = _MODE_LABELS.get(mode, mode) + ("" if len(impls) == 1 else f", {impl}")
             bars = panel.barh([y for y, v in zip(ys, values) if v is not None],
                               [v for v in values if v is not None], height, label=label)
@@ -123,7 +129,8 @@ def write_plot(path: Path, rows: list[dict], env: dict) -> None:
         panel.set_xticks(ticks, labels=[f"{t:g}x" for t in ticks])
         panel.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
         panel.set_xlabel("speedup over torch.nn (nn = 1; right of the line is faster)")
-        panel.set_title(dtype, fontsize=9)
+        panel.set_title(dtype + (" (autocast: float32 modules)" if dtype == "bfloat16" and any(
+            r["mode"] == "autocast" for r in ours) else ""), fontsize=9)
         panel.set_yticks([c + height * (len(series) - 1) / 2 for c in range(len(cases))])
         panel.set_yticklabels(cases, fontsize=7)
         panel.legend(fontsize=7, loc="lower right")
