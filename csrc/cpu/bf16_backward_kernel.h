@@ -110,7 +110,7 @@ void bf16_backward(const Bf16Backward& p) {
 
 }  // namespace
 
-void run_bf16_backward(const Bf16Backward& p) {
+void run_bf16(const Bf16Backward& p) {
   visit_cell(p.kind, [&](auto cell) { bf16_backward<decltype(cell)>(p); });
 }
 

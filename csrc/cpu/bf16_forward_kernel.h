@@ -85,8 +85,8 @@ void bf16_forward(const Bf16Forward& p) {
   bool grows = false;
   for (int64_t k = 1; k < order.steps; ++k) grows = grows || order.rows[k] > order.rows[k - 1];
   // Per thread: its GEMM results [Bp][its tiles * 16], one row of gate sums [GH], h [H]
-  // and, in inference, saved values [S*H] (discarded) in float, the padded h block [Bp][depth] in bf16;
-  // whole cache lines each, for the tile loads and stores.
+  // and, in inference, saved values [S*H] (discarded) in float, the padded h block
+  // [Bp][depth] in bf16; whole cache lines each, for the tile loads and stores.
   const auto lines = [](int64_t floats) { return (floats + 15) / 16 * 16; };
   const int64_t sums_size = Bp * split.most_in_all(team_size) * G * W;
   const int64_t per_thread = sums_size + lines(GH) + lines(H) + lines(S * H) +
@@ -187,7 +187,7 @@ void bf16_forward(const Bf16Forward& p) {
 
 }  // namespace
 
-void run_bf16_forward(const Bf16Forward& p) {
+void run_bf16(const Bf16Forward& p) {
   visit_cell(p.kind, [&](auto cell) { bf16_forward<decltype(cell)>(p); });
 }
 

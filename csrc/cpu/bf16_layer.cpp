@@ -21,6 +21,16 @@ uint16_t* bits_or_null(const at::Tensor& t) {
   return t.defined() && t.numel() > 0 ? bits_out(t) : nullptr;
 }
 
+// The kernel for this CPU: AMX tiles, or AVX512_BF16's dot products.
+template <typename Params>
+void run_on_this_cpu(const Params& params) {
+  if (cpu_paths().bf16 == Isa::Amx) {
+    AMX::run_bf16(params);
+  } else {
+    AVX512_BF16::run_bf16(params);
+  }
+}
+
 }  // namespace
 
 bool bf16_cpu_applies(const at::Tensor& x, bool projects) {
@@ -45,17 +55,13 @@ void bf16_forward_cpu(CellKind kind, const StepOrder& order, const at::Tensor& x
       ptr_or_null<float>(bias_ih), ptr_or_null<float>(bias_hh), bits(h0_c),
       ptr_or_null<float>(c), bits_out(output), bits_out(h_n), ptr_or_null<float>(kept.saved),
       bits_or_null(kept.h_prev), ptr_or_null<float>(kept.c_prev), threads};
-  if (cpu_paths().bf16 == Isa::Amx) {
-    AMX::run_bf16_forward(params);
-  } else {
-    AVX512_BF16::run_bf16_forward(params);
-  }
+  run_on_this_cpu(params);
 }
 
 void bf16_backward_cpu(CellKind kind, const StepOrder& order, const at::Tensor& w_hh,
                        const at::Tensor& grad_output, const Bf16Kept& kept,
                        const Bf16Grads& grads) {
-  const at::Tensor w_hh_t = w_hh.t().contiguous(), grad_c = grad_output.contiguous();
+  const at::Tensor w_hh_t = w_hh.t().contiguous(), grad_rows = grad_output.contiguous();
   const int64_t B = grads.dh.size(0), H = w_hh.size(1);
   const int threads = sequence_threads(B, w_hh.size(0), H, at::get_num_threads());
   const Bf16Backward params{kind,
@@ -63,7 +69,7 @@ void bf16_backward_cpu(CellKind kind, const StepOrder& order, const at::Tensor& 
                             B,
                             H,
                             bits(w_hh_t),
-                            bits(grad_c),
+                            bits(grad_rows),
                             kept.saved.data_ptr<float>(),
                             bits(kept.h_prev),
                             ptr_or_null<float>(kept.c_prev),
@@ -74,11 +80,7 @@ void bf16_backward_cpu(CellKind kind, const StepOrder& order, const at::Tensor& 
                             ptr_or_null<float>(grads.db_ih),
                             ptr_or_null<float>(grads.db_hh),
                             threads};
-  if (cpu_paths().bf16 == Isa::Amx) {
-    AMX::run_bf16_backward(params);
-  } else {
-    AVX512_BF16::run_bf16_backward(params);
-  }
+  run_on_this_cpu(params);
 }
 
 }  // namespace rnnk

@@ -53,10 +53,10 @@ struct Bf16Backward {
   int threads;
 };
 
-#define RNNK_DECLARE_BF16(capability)            \
-  namespace rnnk::capability {                   \
-  void run_bf16_forward(const Bf16Forward&);     \
-  void run_bf16_backward(const Bf16Backward&);   \
+#define RNNK_DECLARE_BF16(capability)      \
+  namespace rnnk::capability {             \
+  void run_bf16(const Bf16Forward&);       \
+  void run_bf16(const Bf16Backward&);      \
   }
 
 }  // namespace rnnk

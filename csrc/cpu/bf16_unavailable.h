@@ -7,10 +7,10 @@
 
 #define RNNK_BF16_UNAVAILABLE(capability)                                         \
   namespace rnnk::capability {                                                    \
-  void run_bf16_forward(const Bf16Forward&) {                                     \
+  void run_bf16(const Bf16Forward&) {                                             \
     TORCH_CHECK(false, "rnnkernels: no " #capability " kernels on this machine"); \
   }                                                                               \
-  void run_bf16_backward(const Bf16Backward&) {                                   \
+  void run_bf16(const Bf16Backward&) {                                            \
     TORCH_CHECK(false, "rnnkernels: no " #capability " kernels on this machine"); \
   }                                                                               \
   }
