@@ -95,16 +95,14 @@ def _in_compute_dtype(cell: str, backend: str, input: Tensor, hx: Tensor, cx: Te
         if device_type == "cpu" and any(ws[4] is not None for ws in weights):
             cell_dtype = torch.float32  # nn's projected CPU LSTM keeps c in float32 there
     compute_dtype = result_dtype
-    if device_type == "cpu" and result_dtype not in _CPU_NATIVE_DTYPES:
-        compute_dtype = torch.float32
-        if result_dtype == torch.bfloat16 and _bf16_kernels_take(backend, weights):
+    if device_type == "cpu":
+        # nn's GEMMs take autocast's dtype even where its results are float32 (the CPU
+        # GRU's composite calls autocast's linear): the bf16 kernels then run too.
+        gemm_dtype = torch.get_autocast_dtype("cpu") if autocasting else result_dtype
+        if gemm_dtype == torch.bfloat16 and _bf16_kernels_take(backend, weights):
             compute_dtype = torch.bfloat16
-    elif (autocasting and device_type == "cpu" and not lower
-          and torch.get_autocast_dtype("cpu") == torch.bfloat16
-          and _bf16_kernels_take(backend, weights)):
-        # nn's CPU GRU returns float32 under autocast, but its GEMMs (autocast's linear)
-        # take bf16 operands: so do ours, the bf16 kernels' results returned in float32.
-        compute_dtype = torch.bfloat16
+        elif result_dtype not in _CPU_NATIVE_DTYPES:
+            compute_dtype = torch.float32
     tensors = [input, hx, cx, *(w for ws in weights for w in ws)]
     if not autocasting and all(t is None or t.dtype == compute_dtype for t in tensors):
         return run(input, hx, cx, weights)
