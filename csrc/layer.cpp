@@ -2,11 +2,10 @@
 
 #include <ATen/ATen.h>
 
-#include <algorithm>
-#include <limits>
 #include <vector>
 
 #include "bf16_layer.h"
+#include "operands.h"
 #include "persistent.h"
 #include "pointwise.h"
 #include "single_step.h"
@@ -52,74 +51,14 @@ Schedule make_schedule(const Tensor& x, at::IntArrayRef batch_sizes) {
   return s;
 }
 
-// BLAS takes 32-bit sizes: refuse, before allocating anything, a GEMM side beyond them.
-void check_blas_sizes(int64_t rows, int64_t gate_width, int64_t features) {
-  constexpr int64_t kMax = std::numeric_limits<int32_t>::max();
-  TORCH_CHECK(rows <= kMax && gate_width <= kMax && features <= kMax,
-              "rnnkernels: sizes too large for 32-bit GEMM indexing (", rows, " rows, ",
-              gate_width, " gate columns, ", features, " features); split the batch or sequence");
-}
-
-// Leading shape of x with the feature size replaced: [T, B, width] or [N, width]; x's
-// dtype unless another is given.
-std::vector<int64_t> rows_shape(const Tensor& x, int64_t width) {
-  auto sizes = x.sizes().vec();
-  sizes.back() = width;
-  return sizes;
-}
+// x's leading shape with the feature size replaced, empty; x's dtype unless another
+// is given.
 Tensor empty_like_rows(const Tensor& x, int64_t width,
                        std::optional<at::ScalarType> dtype = std::nullopt) {
   return at::empty(rows_shape(x, width), x.options().dtype(dtype.value_or(x.scalar_type())));
 }
 
 Tensor rows_of(const Tensor& t, int64_t begin, int64_t count) { return t.narrow(0, begin, count); }
-
-// t on ref's device, of the given shape, and of ref's dtype unless another is given.
-void check_operand(const Tensor& ref, const Tensor& t, const char* name,
-                   at::IntArrayRef expected, std::optional<at::ScalarType> dtype = std::nullopt) {
-  TORCH_CHECK(t.device() == ref.device(), "rnnkernels: ", name, " is on ", t.device(),
-              " but x is on ", ref.device());
-  const at::ScalarType wanted = dtype.value_or(ref.scalar_type());
-  TORCH_CHECK(t.scalar_type() == wanted, "rnnkernels: ", name, " has dtype ", t.scalar_type(),
-              dtype.has_value() ? " but must be " : " but x has dtype ", wanted);
-  TORCH_CHECK(t.sizes() == expected, "rnnkernels: ", name, " must have shape ", expected,
-              ", got ", t.sizes());
-}
-
-// The sizes of a layer's operands, once they are checked against one another.
-struct LayerSizes {
-  int64_t G, S, H, I, P;
-};
-
-// Shapes, devices and dtypes of one layer and direction's operands: x [.., I] with `rows`
-// rows per step and `total` in all, h0 [rows, P], c0 [rows, H] (LSTM), the weights nn's.
-LayerSizes check_operands(CellKind kind, const Tensor& x, int64_t rows, int64_t total,
-                          const Tensor& h0, const std::optional<Tensor>& c0, const Tensor& w_ih,
-                          const Tensor& w_hh, const std::optional<Tensor>& b_ih,
-                          const std::optional<Tensor>& b_hh, const std::optional<Tensor>& w_hr) {
-  const bool is_lstm = kind == CellKind::Lstm;
-  const bool projects = w_hr.has_value() && w_hr->defined();
-  TORCH_CHECK(!projects || is_lstm, "rnnkernels: only LSTM takes a projection weight");
-  TORCH_CHECK(is_lstm == (c0.has_value() && c0->defined()),
-              "rnnkernels: c0 is required for LSTM and not accepted by other cells");
-  TORCH_CHECK(b_ih.has_value() == b_hh.has_value(), "rnnkernels: give both biases or neither");
-  const int64_t G = cell_gates(kind), S = cell_saved(kind);
-  TORCH_CHECK(w_hh.dim() == 2 && w_hh.size(0) % G == 0, "rnnkernels: w_hh must be [", G,
-              "*H, P], got ", w_hh.sizes());
-  const int64_t H = w_hh.size(0) / G, I = x.size(-1);
-  const int64_t P = projects ? w_hr->size(0) : H;
-  check_operand(x, w_ih, "w_ih", {G * H, I});
-  check_operand(x, w_hh, "w_hh", {G * H, P});
-  check_operand(x, h0, "h0", {rows, P});
-  if (is_lstm) check_operand(x, *c0, "c0", {rows, H});
-  if (b_ih.has_value()) {
-    check_operand(x, *b_ih, "b_ih", {G * H});
-    check_operand(x, *b_hh, "b_hh", {G * H});
-  }
-  if (projects) check_operand(x, *w_hr, "w_hr", {P, H});
-  check_blas_sizes(total, G * H, std::max({I, P, H}));
-  return {G, S, H, I, P};
-}
 
 void pointwise_forward(CellKind kind, const Tensor& xg, const Tensor& hg, const Tensor& h,
                        const Tensor& c, const Tensor& saved) {
@@ -327,32 +266,6 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> layer_forward
                         projects ? w_hr->contiguous() : Tensor(), outs);
   }
   return {output, h_n, is_lstm ? c : none(), saved, h_prev, c_prev, r_seq};
-}
-
-std::tuple<Tensor, Tensor> cell_inference(CellKind kind, const Tensor& x, const Tensor& h,
-                                          const std::optional<Tensor>& c, const Tensor& w_ih,
-                                          const Tensor& w_hh, const std::optional<Tensor>& b_ih,
-                                          const std::optional<Tensor>& b_hh) {
-  TORCH_CHECK(x.dim() == 1 || x.dim() == 2, "rnnkernels: a cell's x must be [B, I] or [I], got ",
-              x.dim(), "-D");
-  const bool is_lstm = kind == CellKind::Lstm;
-  // An unbatched step is a batch of one row.
-  const auto rows = [&](const Tensor& t) { return x.dim() == 1 ? t.view({1, -1}) : t; };
-  const Tensor x2d = rows(x), h2d = rows(h);
-  const std::optional<Tensor> c2d = is_lstm ? std::optional<Tensor>(rows(*c)) : c;
-  if (!single_step_cpu_applies(x)) {
-    auto [output, h_n, c_n, saved, h_prev, c_prev, r_seq] =
-        layer_forward(kind, x2d.unsqueeze(0), {}, h2d, c2d, w_ih, w_hh, b_ih, b_hh,
-                      std::nullopt, false, /*for_backward=*/false);
-    return {h_n.view(h.sizes()), is_lstm ? c_n.view(c->sizes()) : c_n};
-  }
-  check_operands(kind, x2d, x2d.size(0), x2d.size(0), h2d, c2d, w_ih, w_hh, b_ih, b_hh,
-                 std::nullopt);
-  Tensor h_new = at::empty(h.sizes(), x.options());
-  Tensor c_new = is_lstm ? at::empty(c->sizes(), x.options()) : at::empty({0}, x.options());
-  single_step_cpu(kind, x2d, h2d, c2d, w_ih, w_hh, b_ih, b_hh,
-                  StepResults{h_new, is_lstm ? c_new : Tensor()});
-  return {h_new, c_new};
 }
 
 std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> layer_backward(

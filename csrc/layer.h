@@ -28,15 +28,6 @@ layer_forward(CellKind kind, const at::Tensor& x, at::IntArrayRef batch_sizes,
               const std::optional<at::Tensor>& b_ih, const std::optional<at::Tensor>& b_hh,
               const std::optional<at::Tensor>& w_hr, bool reverse, bool for_backward);
 
-// One step of a cell for a call no gradient flows through: x [B, I] with h, c [B, H], or
-// unbatched x [I] with h, c [H]; returns (h', c' or empty), shaped as h and c.
-std::tuple<at::Tensor, at::Tensor> cell_inference(CellKind kind, const at::Tensor& x,
-                                                  const at::Tensor& h,
-                                                  const std::optional<at::Tensor>& c,
-                                                  const at::Tensor& w_ih, const at::Tensor& w_hh,
-                                                  const std::optional<at::Tensor>& b_ih,
-                                                  const std::optional<at::Tensor>& b_hh);
-
 // Returns (dx, dh0, dc0 or empty, dw_ih, dw_hh, db_ih, db_hh, dw_hr); the bias
 // and projection gradients are empty when the layer has none, dx without input_grad.
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor,

@@ -29,7 +29,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
     return std::string(rnnk::isa_name(bf16));
   });
   m.def("cpu_bf16_note", [] { return rnnk::cpu_paths().bf16_reason; });
-  m.def("cell_step_inference", &rnnk::cell_step_inference, "one step of a cell, no gradient");
+  m.def("cell_step", &rnnk::cell_step, "one step of a cell");
+  m.def("cell_kinds", &rnnk::cell_kinds);
   // The rows the CPU persistent kernels' steps have run so far (cpu/step_rows.h).
   m.def("step_rows", [] { return rnnk::g_step_rows.load(std::memory_order_relaxed); });
 }

@@ -1,11 +1,12 @@
 // Op schemas and their per-device registration. Every cell has the same nine schemas
 // (a layer's forward, inference and backward; both directions' forward, inference and
-// backward at once; a single step's forward, inference and backward) so that one Python registration
-// serves them all; the cell ops are the layer loop run over one step.
+// backward at once; a single step's forward, inference and backward) so that one Python
+// registration serves them all.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
+#include "cell_step.h"
 #include "directions.h"
 #include "layer.h"
 
@@ -114,16 +115,12 @@ auto bidirectional_backward_op(
                          db_hh_f, dw_hr_f, dh_r, dc_r, dw_ih_r, dw_hh_r, db_ih_r, db_hh_r, dw_hr_r);
 }
 
-// One step of a cell (the nn.*Cell modules): the layer loop over a single step.
+// One step of a cell (the nn.*Cell modules), cell_step.h.
 template <CellKind K>
 auto cell_forward_op(const at::Tensor& x, const at::Tensor& h, const std::optional<at::Tensor>& c,
                      const at::Tensor& w_ih, const at::Tensor& w_hh,
                      const std::optional<at::Tensor>& b_ih, const std::optional<at::Tensor>& b_hh) {
-  auto [output, h_new, c_new, saved, h_prev, c_prev, r_seq] =
-      layer_forward(K, x.unsqueeze(0), {}, h, c, w_ih, w_hh, b_ih, b_hh, std::nullopt, false,
-                    /*for_backward=*/true);
-  return std::make_tuple(h_new, c_new, saved.squeeze(0),
-                         c_prev.dim() == 3 ? c_prev.squeeze(0) : c_prev);
+  return cell_forward(K, x, h, c, w_ih, w_hh, b_ih, b_hh);
 }
 
 template <CellKind K>
@@ -138,13 +135,9 @@ template <CellKind K>
 auto cell_backward_op(const at::Tensor& grad_h, const std::optional<at::Tensor>& grad_c,
                       const at::Tensor& x, const at::Tensor& h, const at::Tensor& w_ih,
                       const at::Tensor& w_hh, bool has_bias, const at::Tensor& saved,
-                      const at::Tensor& c_prev) {
-  auto [dx, dh, dc, dw_ih, dw_hh, db_ih, db_hh, dw_hr] = layer_backward(
-      K, grad_h.unsqueeze(0), at::zeros_like(h), grad_c, x.unsqueeze(0), {}, w_ih, w_hh, has_bias,
-      std::nullopt, saved.unsqueeze(0), h.unsqueeze(0),
-      c_prev.dim() == 2 ? c_prev.unsqueeze(0) : c_prev, at::empty({0}, x.options()), false,
-      /*input_grad=*/true);
-  return std::make_tuple(dx.squeeze(0), dh, dc, dw_ih, dw_hh, db_ih, db_hh);
+                      const at::Tensor& c_prev, bool input_grad, bool hidden_grad) {
+  return cell_backward(K, grad_h, grad_c, x, h, w_ih, w_hh, has_bias, saved, c_prev, input_grad,
+                       hidden_grad);
 }
 
 constexpr const char* kForwardSchema =
@@ -196,10 +189,9 @@ constexpr const char* kCellInferenceSchema =
     "Tensor? b_hh) -> (Tensor h_new, Tensor c_new)";
 constexpr const char* kCellBackwardSchema =
     "_cell_backward(Tensor grad_h, Tensor? grad_c, Tensor x, Tensor h, Tensor w_ih, Tensor w_hh, "
-    "bool has_bias, Tensor saved, Tensor c_prev) -> (Tensor grad_x, Tensor grad_h, "
+    "bool has_bias, Tensor saved, Tensor c_prev, *, bool input_grad=True, "
+    "bool hidden_grad=True) -> (Tensor grad_x, Tensor grad_h, "
     "Tensor grad_c, Tensor grad_w_ih, Tensor grad_w_hh, Tensor grad_b_ih, Tensor grad_b_hh)";
-
-const char* const kCellNames[] = {"lstm", "gru", "rnn_tanh", "rnn_relu"};
 
 template <CellKind K>
 void register_cell_impls(torch::Library& m) {

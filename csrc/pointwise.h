@@ -7,9 +7,11 @@
 
 namespace rnnk {
 
-// The forward pass over `rows` rows of raw arrays (float, double).
+// The forward and backward passes over `rows` rows of raw arrays (float, double).
 template <typename T>
 void pointwise_forward_rows(CellKind kind, const StepForward<T>& step, int64_t rows);
+template <typename T>
+void pointwise_backward_rows(CellKind kind, const StepBackward<T>& step, int64_t rows);
 
 // h: [n,H] in/out; c: [n,H] in/out or undefined; saved: [n,S*H] out.
 void pointwise_forward_cpu(CellKind kind, const at::Tensor& xg, const at::Tensor& hg,

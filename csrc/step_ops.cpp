@@ -63,10 +63,29 @@ void cpu_gemm_rows(int64_t rows, int64_t cols, int64_t inner, const T* a, const 
                  &ldc);
 }
 
+template <typename T>
+void cpu_gemm_tn(int64_t rows, int64_t cols, int64_t inner, const T* a, const T* b, T* out,
+                 bool accumulate) {
+  if (rows == 0 || cols == 0) return;
+  if (inner == 0) {
+    if (!accumulate) std::memset(out, 0, rows * cols * sizeof(T));
+    return;
+  }
+  // Column-major out^T [cols, rows] = b^T a: b is column-major [cols, inner] as stored,
+  // a column-major [rows, inner], transposed.
+  const int m = static_cast<int>(cols), n = static_cast<int>(rows), k = static_cast<int>(inner);
+  const T alpha = T(1), beta = accumulate ? T(1) : T(0);
+  blas_gemm<T>()("N", "T", &m, &n, &k, &alpha, b, &m, a, &n, &beta, out, &m);
+}
+
 template void cpu_gemm_rows<float>(int64_t, int64_t, int64_t, const float*, const float*, bool,
                                    float*, bool);
 template void cpu_gemm_rows<double>(int64_t, int64_t, int64_t, const double*, const double*,
                                     bool, double*, bool);
+template void cpu_gemm_tn<float>(int64_t, int64_t, int64_t, const float*, const float*, float*,
+                                 bool);
+template void cpu_gemm_tn<double>(int64_t, int64_t, int64_t, const double*, const double*,
+                                  double*, bool);
 
 void copy_rows(const at::Tensor& dst, const at::Tensor& src) {
   if (direct_cpu(dst)) {

@@ -32,4 +32,10 @@ template <typename T>
 void cpu_gemm_rows(int64_t rows, int64_t cols, int64_t inner, const T* a, const T* w,
                    bool transpose_w, T* out, bool accumulate);
 
+// out[rows, cols] (+)= a^T @ b for a [inner, rows] and b [inner, cols], row-major and
+// dense, on that BLAS: a weight's gradient from one step's rows.
+template <typename T>
+void cpu_gemm_tn(int64_t rows, int64_t cols, int64_t inner, const T* a, const T* b, T* out,
+                 bool accumulate);
+
 }  // namespace rnnk

@@ -127,9 +127,11 @@ def _fake_cell_inference(x, h, c, w_ih, w_hh, b_ih, b_hh):
     return h.new_empty(h.shape), c.new_empty(c.shape) if c is not None else x.new_empty(0)
 
 
-def _fake_cell_backward(grad_h, grad_c, x, h, w_ih, w_hh, has_bias, saved, c_prev):
+def _fake_cell_backward(grad_h, grad_c, x, h, w_ih, w_hh, has_bias, saved, c_prev, *,
+                        input_grad=True, hidden_grad=True):
     bias_shape = (w_hh.shape[0],) if has_bias else (0,)
-    return (x.new_empty(x.shape), h.new_empty(h.shape),
+    return (x.new_empty(x.shape if input_grad else (0,)),
+            h.new_empty(h.shape if hidden_grad else (0,)),
             grad_c.new_empty(grad_c.shape) if grad_c is not None else x.new_empty(0),
             w_ih.new_empty(w_ih.shape), w_hh.new_empty(w_hh.shape), x.new_empty(bias_shape),
             x.new_empty(bias_shape))
@@ -291,9 +293,13 @@ def _make_cell_backward(cell: str) -> Callable:
         grad_h = grad_h if grad_h is not None else torch.zeros_like(h)
         if c is not None and grad_c is None:
             grad_c = torch.zeros_like(c)
+        # dx and dh are GEMMs as large as the step's: skipped where nothing needs them.
+        input_grad, hidden_grad = ctx.needs_input_grad[:2]
         grads = cell_backward_op(cell)(grad_h, grad_c if c is not None else None, x, h, w_ih, w_hh,
-                                       b_ih is not None, saved, c_prev)
-        return tuple(None if t is None else g for t, g in zip(inputs, grads))
+                                       b_ih is not None, saved, c_prev, input_grad=input_grad,
+                                       hidden_grad=hidden_grad)
+        wanted = [input_grad, hidden_grad] + [True] * (len(inputs) - 2)
+        return tuple(None if t is None or not w else g for t, g, w in zip(inputs, grads, wanted))
 
     return backward
 

@@ -1,13 +1,14 @@
-"""The *Cell modules' lean call in inference: one crossing into C++ per step.
+"""The *Cell modules' lean call: one crossing into C++ per step, inference and training.
 
 A cell step at B=1, H=64 is well under a microsecond of arithmetic, so the call's fixed
 cost is its speed. The full path (the module's checks in Python, backend resolution, the
 dtype policy, the op's Python Autograd kernel) costs tens of microseconds; here Python only
-asks what the C++ side cannot see (grad mode, tracing, transforms, autocast, the backend
-choice) and ``_C.cell_step_inference`` does the rest: it checks that the call is an
-ordinary one it takes (CPU, float32/64, sizes that fit) and runs the cell's
-``_cell_inference`` op below autograd. Anything else, errors included, goes to the full
-path, so that the errors stay nn's.
+asks what the C++ side cannot see (tracing, transforms, forward mode, autocast, the backend
+choice) and ``_C.cell_step`` does the rest: it checks that the call is an ordinary one it
+takes (CPU, float32/64, sizes that fit) and runs the cell's ``_cell_inference`` op below
+autograd, or, where a gradient may flow, one C++ autograd node over its ``_cell_forward``
+and ``_cell_backward`` ops. Anything else, errors included, goes to the full path, so that
+the errors stay nn's.
 """
 
 from __future__ import annotations
@@ -17,36 +18,34 @@ from torch import Tensor
 
 from . import _autograd, _backend, _fork
 
-# CellKind's values in csrc/cells/cells.h.
-KINDS = {"lstm": 0, "gru": 1, "rnn_tanh": 2, "rnn_relu": 3}
-
 _C = _backend._C
+
+# CellKind's values (csrc/cells/cells.h), by cell name.
+KINDS: dict[str, int] = _C.cell_kinds() if _C is not None else {}
 
 
 def _plain_eager(*tensors: Tensor | None) -> bool:
-    """Whether a call on these tensors is plain eager inference: no gradient can flow, no
-    tracer, transform, forward-mode level, autocast or __torch_function__ override is
-    active, none of which the C++ call would see."""
+    """Whether a call on these tensors is plain eager: no tracer, transform, forward-mode
+    level, autocast or __torch_function__ override is active, none of which the C++ call
+    would see (grad mode and requires_grad it reads itself)."""
     # First: while dynamo traces, nothing below may be traced (it would break the graph).
     if torch.compiler.is_compiling() or torch.jit.is_tracing():
-        return False
-    if torch.is_grad_enabled() and torch._C._any_requires_grad(*tensors):
         return False
     return not (torch._C._has_torch_function_variadic(*tensors)
                 or torch._C._functorch.peek_interpreter_stack() is not None
                 or _autograd._forward_mode_open() or torch.is_autocast_enabled("cpu"))
 
 
-def inference(cell: str, backend: str | None, x: Tensor, h: Tensor | None, c: Tensor | None,
-              w_ih: Tensor, w_hh: Tensor, b_ih: Tensor | None,
-              b_hh: Tensor | None) -> Tensor | tuple[Tensor, Tensor] | None:
+def step(cell: str, backend: str | None, x: Tensor, h: Tensor | None, c: Tensor | None,
+         w_ih: Tensor, w_hh: Tensor, b_ih: Tensor | None,
+         b_hh: Tensor | None) -> Tensor | tuple[Tensor, Tensor] | None:
     """h' (LSTM: (h', c')) of one step on the lean call, or None where it does not apply."""
     if _C is None:
         return None
     chosen = _backend.named_backend(backend)
     if chosen not in (None, "cpp") or not _plain_eager(x, h, c, w_ih, w_hh, b_ih, b_hh):
         return None
-    result = _C.cell_step_inference(KINDS[cell], x, h, c, w_ih, w_hh, b_ih, b_hh)
+    result = _C.cell_step(KINDS[cell], x, h, c, w_ih, w_hh, b_ih, b_hh)
     if result is not None:
         _fork.state.ran_kernels = True
     return result

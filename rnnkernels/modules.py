@@ -296,8 +296,8 @@ class _FusedCell:
 
     def _lean(self, input: Tensor, h: Tensor | None, c: Tensor | None) -> Any:
         """The step on the lean call (_single_step.py), or None where it does not apply."""
-        return _single_step.inference(self._cell, self.backend, input, h, c, self.weight_ih,
-                                      self.weight_hh, self.bias_ih, self.bias_hh)
+        return _single_step.step(self._cell, self.backend, input, h, c, self.weight_ih,
+                                 self.weight_hh, self.bias_ih, self.bias_hh)
 
     def _single_state_forward(self, input: Tensor, hx: Tensor | None) -> Tensor:
         result = self._lean(input, hx, None)

@@ -1,6 +1,6 @@
-"""The cells' lean inference call (rnnkernels/_single_step.py): one op per step, the same
-numbers as every other path that runs a single step, and the full path wherever the lean
-call cannot see what the call needs."""
+"""The cells' lean call (rnnkernels/_single_step.py): one op per inference step, one autograd
+node over one op each way in training, the same numbers as every other path that runs a
+single step, and the full path wherever the lean call cannot see what the call needs."""
 
 from __future__ import annotations
 
@@ -105,20 +105,21 @@ def test_a_cell_loop_follows_the_sequence_kernel(name) -> None:
 
 def _lean_result(module: nn.Module, x: torch.Tensor, hx, backend: str | None = None):
     h, c = hx if isinstance(hx, tuple) else (hx, None)
-    return _single_step.inference(module._cell, backend, x, h, c, module.weight_ih,
-                                  module.weight_hh, module.bias_ih, module.bias_hh)
+    return _single_step.step(module._cell, backend, x, h, c, module.weight_ih,
+                             module.weight_hh, module.bias_ih, module.bias_hh)
 
 
-def test_the_lean_call_takes_plain_inference() -> None:
+def test_the_lean_call_takes_plain_inference_and_training() -> None:
     _, fused = module_pair(nn.GRUCell, 5, 7)
     with torch.no_grad():
         assert _lean_result(fused, torch.randn(3, 5), torch.randn(3, 7)) is not None
         assert _lean_result(fused, torch.randn(3, 5), None) is not None
         assert _lean_result(fused, torch.randn(3, 5), None, backend="cpp") is not None
+    trained = _lean_result(fused, torch.randn(3, 5), torch.randn(3, 7))
+    assert trained is not None and trained.grad_fn is not None
 
 
 DECLINED = {  # name: (input, state, backend, context)
-    "grad": (torch.randn(3, 5), torch.randn(3, 7), None, torch.enable_grad),
     "python-backend": (torch.randn(3, 5), torch.randn(3, 7), "python", torch.no_grad),
     "bfloat16": (torch.randn(3, 5, dtype=torch.bfloat16), None, None, torch.no_grad),
     "state-dtype": (torch.randn(3, 5), torch.randn(3, 7, dtype=torch.float64), None,
@@ -186,3 +187,131 @@ def test_a_compiled_loop_over_cells_is_one_graph(name) -> None:
     loop(reference, x).sum().backward()
     for ours, theirs in zip(fused.parameters(), reference.parameters(), strict=True):
         torch.testing.assert_close(ours.grad, theirs.grad, atol=1e-5, rtol=0)
+
+
+def _full_path(monkeypatch) -> None:
+    """From here on the modules take their full path (the op's Python Autograd kernel)."""
+    monkeypatch.setattr(_single_step, "step", lambda *args: None)
+
+
+def _step_gradients(module: nn.Module, x: torch.Tensor, hx, seed: int = 1):
+    """Gradients of a fixed random projection of one step's outputs, of x, the states and
+    every parameter (None where one needs none)."""
+    module.zero_grad(set_to_none=True)
+    outputs = _as_tuple(module(x, hx))
+    generator = torch.Generator().manual_seed(seed)
+    loss = sum((o * torch.randn(o.shape, generator=generator, dtype=o.dtype)).sum()
+               for o in outputs)
+    loss.backward()
+    states = [s.grad for s in _as_tuple(hx)]
+    return [x.grad, *states, *[p.grad for p in module.parameters()]]
+
+
+def _leaves(nn_class: type, batch: tuple[int, ...], x_grad: bool, dtype=torch.float32):
+    x = torch.randn(*batch, 5, dtype=dtype).requires_grad_(x_grad)
+    hx = tuple(s.requires_grad_() for s in _as_tuple(_state(nn_class, batch, 7, dtype)))
+    return x, hx if len(hx) == 2 else hx[0]
+
+
+def _clone(x: torch.Tensor, hx):
+    copy = lambda t: t.detach().clone().requires_grad_(t.requires_grad)  # noqa: E731
+    return copy(x), tuple(copy(s) for s in hx) if isinstance(hx, tuple) else copy(hx)
+
+
+@pytest.mark.parametrize("x_grad", [True, False], ids=["x-grad", "x-no-grad"])
+@pytest.mark.parametrize("batch", [(4,), ()], ids=["batched", "unbatched"])
+@pytest.mark.parametrize("name", list(CELLS))
+def test_a_lean_training_step_gives_the_full_paths_gradients(name, batch, x_grad,
+                                                            monkeypatch) -> None:
+    """The lean call's autograd node and the full path's Python autograd kernel run the
+    same forward and backward kernels: bitwise equal gradients (None where the full path
+    gives None, as for an x that needs none); nn's to float32 rounding."""
+    nn_class, kwargs, _ = CELLS[name]
+    reference, fused = module_pair(nn_class, 5, 7, **kwargs)
+    x, hx = _leaves(nn_class, batch, x_grad)
+    lean = _step_gradients(fused, x, hx)
+    node = _as_tuple(fused(x, hx))[0].grad_fn
+    if not batch:  # an unbatched step is a batch of one row, then squeezed
+        node = node.next_functions[0][0]
+    assert "CellStep" in node.name()  # the C++ node
+    x2, hx2 = _clone(x, hx)
+    want = _step_gradients(reference, x2, hx2)
+    x3, hx3 = _clone(x, hx)
+    _full_path(monkeypatch)
+    full = _step_gradients(fused, x3, hx3)
+    for got, expected, nn_grad in zip(lean, full, want, strict=True):
+        assert (got is None) == (expected is None) == (nn_grad is None)
+        if got is not None:
+            assert torch.equal(got, expected)
+            torch.testing.assert_close(got, nn_grad, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("name", list(CELLS))
+def test_a_training_step_dispatches_one_op_each_way(name) -> None:
+    nn_class, kwargs, cell = CELLS[name]
+    _, fused = module_pair(nn_class, 5, 7, **kwargs)
+    x, hx = torch.randn(3, 5), _state(nn_class, (3,), 7)
+    with _OpLog() as log:
+        out = _as_tuple(fused(x, hx))
+    assert log.names == [f"rnnkernels.{cell}_cell_forward"]
+    with _OpLog() as log:
+        sum(o.sum() for o in out).backward()
+    backward_ops = [n for n in log.names if n.startswith("rnnkernels.")]
+    assert backward_ops == [f"rnnkernels.{cell}_cell_backward"]
+
+
+@pytest.mark.parametrize("name", list(CELLS))
+def test_a_lean_training_step_differentiates_twice(name) -> None:
+    """create_graph=True through the lean node: its gradient comes from the differentiable
+    full path, so a gradient penalty's second backward matches nn's; float64 gradgradcheck."""
+    nn_class, kwargs, _ = CELLS[name]
+    reference, fused = module_pair(nn_class, 5, 7, **kwargs)
+    reference, fused = reference.double(), fused.double()
+    x, hx = _leaves(nn_class, (3,), True, torch.float64)
+    results = []
+    for module, (xs, hs) in ((fused, (x, hx)), (reference, _clone(x, hx))):
+        module.zero_grad(set_to_none=True)
+        out = _as_tuple(module(xs, hs))
+        grads = torch.autograd.grad(sum(o.pow(2).sum() for o in out), [xs, *module.parameters()],
+                                    create_graph=True)
+        sum(g.pow(2).sum() for g in grads).backward()
+        results.append([xs.grad, *[s.grad for s in _as_tuple(hs)],
+                        *[p.grad for p in module.parameters()]])
+    for ours, theirs in zip(*results, strict=True):
+        torch.testing.assert_close(ours, theirs, atol=1e-10, rtol=1e-10)
+
+    def run(x_in, *states):
+        return module_output(fused(x_in, states if len(states) == 2 else states[0]))
+
+    def module_output(result):
+        return _as_tuple(result)
+
+    assert torch.autograd.gradgradcheck(run, (x, *_as_tuple(hx)))
+
+
+def test_a_lean_training_step_saves_through_saved_tensor_hooks() -> None:
+    """The node's saved tensors go through torch.autograd.graph.saved_tensors_hooks, as
+    those of nn's ops do (activation offloading and checkpointing rely on it)."""
+    _, fused = module_pair(nn.LSTMCell, 5, 7)
+    packed = []
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        packed.append(t.shape)
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        h, c = fused(torch.randn(3, 5), _state(nn.LSTMCell, (3,), 7))
+    assert packed
+    (h.sum() + c.sum()).backward()
+    assert fused.weight_hh.grad is not None
+
+
+def test_a_lean_training_step_sees_an_input_changed_in_place() -> None:
+    _, fused = module_pair(nn.RNNCell, 5, 7)
+    x = torch.randn(3, 5, requires_grad=True)
+    h = torch.randn(3, 7)
+    weighted = x * 2
+    out = fused(weighted, h)
+    weighted.add_(1)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        out.sum().backward()

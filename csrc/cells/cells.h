@@ -8,6 +8,11 @@ namespace rnnk {
 
 enum class CellKind : int { Lstm, Gru, RnnTanh, RnnRelu };
 
+// Each kind's name, indexed by its value: the prefix of its ops' names, and the key
+// Python looks kinds up by (rnnkernels._C.cell_kinds).
+inline constexpr const char* kCellNames[] = {"lstm", "gru", "rnn_tanh", "rnn_relu"};
+inline constexpr int kCellKinds = 4;
+
 namespace {  // internal linkage: see common.h
 
 // Calls f(Cell{}) with the cell type for `kind`; every kernel dispatches through here.

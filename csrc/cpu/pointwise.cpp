@@ -46,6 +46,17 @@ void pointwise_forward_cpu(CellKind kind, const at::Tensor& xg, const at::Tensor
   });
 }
 
+template <typename T>
+void pointwise_backward_rows(CellKind kind, const StepBackward<T>& step, int64_t rows) {
+  const auto rows_fn = for_this_cpu<RowsFn<StepBackward<T>>>(AVX512::backward_rows,
+                                                             AVX2::backward_rows,
+                                                             DEFAULT::backward_rows);
+  parallel_rows(step, rows, [&](int64_t begin, int64_t end) { rows_fn(kind, step, begin, end); });
+}
+
+template void pointwise_backward_rows<float>(CellKind, const StepBackward<float>&, int64_t);
+template void pointwise_backward_rows<double>(CellKind, const StepBackward<double>&, int64_t);
+
 void pointwise_backward_cpu(CellKind kind, const at::Tensor& dh, const at::Tensor& dc,
                             const at::Tensor& saved, const at::Tensor& c_prev,
                             const at::Tensor& h_prev, const at::Tensor& dxg,
@@ -56,10 +67,7 @@ void pointwise_backward_cpu(CellKind kind, const at::Tensor& dh, const at::Tenso
         saved.data_ptr<scalar_t>(),     ptr_or_null<scalar_t>(c_prev),
         ptr_or_null<scalar_t>(h_prev),  dxg.data_ptr<scalar_t>(),
         dhg.data_ptr<scalar_t>(),       dh.size(1)};
-    const auto rows_fn = for_this_cpu<RowsFn<StepBackward<scalar_t>>>(
-        AVX512::backward_rows, AVX2::backward_rows, DEFAULT::backward_rows);
-    parallel_rows(step, dh.size(0),
-                  [&](int64_t begin, int64_t end) { rows_fn(kind, step, begin, end); });
+    pointwise_backward_rows(kind, step, dh.size(0));
   });
 }
 

@@ -2,6 +2,7 @@
 
 #include <ATen/ATen.h>
 
+#include <algorithm>
 #include <cstring>
 #include <vector>
 
@@ -43,9 +44,14 @@ void start_rows(T* out, const T* bias, int64_t rows, int64_t width) {
   }
 }
 
+// Column sums of rows x width `in` into `out`: a bias gradient.
 template <typename T>
-const T* data_or_null(const std::optional<Tensor>& t) {
-  return t.has_value() ? t->data_ptr<T>() : nullptr;
+void sum_rows(const T* in, int64_t rows, int64_t width, T* out) {
+  std::fill(out, out + width, T(0));
+  for (int64_t r = 0; r < rows; ++r) {
+    const T* row = in + r * width;
+    for (int64_t j = 0; j < width; ++j) out[j] += row[j];
+  }
 }
 
 }  // namespace
@@ -74,8 +80,8 @@ void single_step_cpu(CellKind kind, const Tensor& x, const Tensor& h0,
     T* xg = scratch.data;
     T* hg = xg + gates;
     // b_ih starts xg and b_hh starts hg: the cells read xg + hg, or (GRU) each apart.
-    start_rows(xg, data_or_null<T>(b_ih_c), B, GH);
-    start_rows(hg, data_or_null<T>(b_hh_c), B, GH);
+    start_rows(xg, ptr_or_null<T>(b_ih_c), B, GH);
+    start_rows(hg, ptr_or_null<T>(b_hh_c), B, GH);
     cpu_gemm_rows<T>(B, GH, I, x_c.data_ptr<T>(), w_ih_c.data_ptr<T>(), /*transpose_w=*/true,
                      xg, /*accumulate=*/true);
     cpu_gemm_rows<T>(B, GH, H, h0_c.data_ptr<T>(), w_hh_c.data_ptr<T>(), /*transpose_w=*/true,
@@ -93,6 +99,50 @@ void single_step_cpu(CellKind kind, const Tensor& x, const Tensor& h0,
                               for_backward ? out.saved.data_ptr<T>() : hg + gates, H};
     pointwise_forward_rows(kind, step, B);
     copy(out.output, out.h);
+  });
+}
+
+void single_step_backward_cpu(CellKind kind, const Tensor& grad_h,
+                              const std::optional<Tensor>& grad_c, const Tensor& x,
+                              const Tensor& h0, const Tensor& w_ih, const Tensor& w_hh,
+                              const Tensor& saved, const Tensor& c_prev,
+                              const StepGradients& out) {
+  const int64_t G = cell_gates(kind), H = w_hh.size(1), I = w_ih.size(1);
+  const int64_t B = H > 0 ? h0.numel() / H : 0, GH = G * H;
+  const bool is_gru = kind == CellKind::Gru;
+  const Tensor x_c = x.contiguous(), h0_c = h0.contiguous(), w_ih_c = w_ih.contiguous(),
+               w_hh_c = w_hh.contiguous(), grad_h_c = grad_h.contiguous(),
+               saved_c = saved.contiguous();
+  const Tensor c_prev_c = out.dc.defined() ? c_prev.contiguous() : Tensor();
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "rnnkernels_single_step_backward", [&] {
+    using T = scalar_t;
+    const size_t gates = static_cast<size_t>(B * GH), states = static_cast<size_t>(B * H);
+    // dh is the pointwise pass's in/out: the gradient of h' in, GRU's direct part of dh0
+    // out; where dh0 is not wanted it lives in scratch.
+    Scratch<T> scratch((is_gru ? 2 : 1) * gates + (out.dh.defined() ? 0 : states));
+    T* dxg = scratch.data;
+    T* dhg = is_gru ? dxg + gates : dxg;
+    T* dh = out.dh.defined() ? out.dh.data_ptr<T>() : dhg + gates;
+    std::memcpy(dh, grad_h_c.data_ptr<T>(), states * sizeof(T));
+    T* dc = ptr_or_null<T>(out.dc);
+    if (dc != nullptr) std::memcpy(dc, grad_c->contiguous().data_ptr<T>(), states * sizeof(T));
+    const StepBackward<T> step{dh, dc, saved_c.data_ptr<T>(), ptr_or_null<T>(c_prev_c),
+                               h0_c.data_ptr<T>(), dxg, dhg, H};
+    if (B > 0 && H > 0) pointwise_backward_rows(kind, step, B);
+    if (out.dh.defined()) {
+      cpu_gemm_rows<T>(B, H, GH, dhg, w_hh_c.data_ptr<T>(), /*transpose_w=*/false, dh,
+                       /*accumulate=*/is_gru);
+    }
+    if (out.dx.defined()) {
+      cpu_gemm_rows<T>(B, I, GH, dxg, w_ih_c.data_ptr<T>(), /*transpose_w=*/false,
+                       out.dx.data_ptr<T>(), /*accumulate=*/false);
+    }
+    cpu_gemm_tn<T>(GH, I, B, dxg, x_c.data_ptr<T>(), out.dw_ih.data_ptr<T>(), false);
+    cpu_gemm_tn<T>(GH, H, B, dhg, h0_c.data_ptr<T>(), out.dw_hh.data_ptr<T>(), false);
+    if (out.db_ih.defined()) {
+      sum_rows(dxg, B, GH, out.db_ih.data_ptr<T>());
+      sum_rows(dhg, B, GH, out.db_hh.data_ptr<T>());
+    }
   });
 }
 
