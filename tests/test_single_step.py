@@ -280,11 +280,8 @@ def test_a_lean_training_step_differentiates_twice(name) -> None:
     for ours, theirs in zip(*results, strict=True):
         torch.testing.assert_close(ours, theirs, atol=1e-10, rtol=1e-10)
 
-    def run(x_in, *states):
-        return module_output(fused(x_in, states if len(states) == 2 else states[0]))
-
-    def module_output(result):
-        return _as_tuple(result)
+    def run(x_in: torch.Tensor, *states: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return _as_tuple(fused(x_in, states if len(states) == 2 else states[0]))
 
     assert torch.autograd.gradgradcheck(run, (x, *_as_tuple(hx)))
 
