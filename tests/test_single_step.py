@@ -312,3 +312,13 @@ def test_a_lean_training_step_sees_an_input_changed_in_place() -> None:
     weighted.add_(1)
     with pytest.raises(RuntimeError, match="modified by an inplace operation"):
         out.sum().backward()
+
+
+@pytest.mark.parametrize("name", list(CELLS))
+def test_a_training_step_with_no_hidden_units_gives_zero_gradients(name) -> None:
+    """hidden_size=0, which nn accepts: every gradient is zero (none left unwritten)."""
+    nn_class, kwargs, _ = CELLS[name]
+    _, fused = module_pair(nn_class, 5, 0, **kwargs)
+    x = torch.randn(3, 5, requires_grad=True)
+    sum(o.sum() for o in _as_tuple(fused(x))).backward()
+    assert torch.equal(x.grad, torch.zeros_like(x))

@@ -107,8 +107,9 @@ void single_step_backward_cpu(CellKind kind, const Tensor& grad_h,
                               const Tensor& h0, const Tensor& w_ih, const Tensor& w_hh,
                               const Tensor& saved, const Tensor& c_prev,
                               const StepGradients& out) {
-  const int64_t G = cell_gates(kind), H = w_hh.size(1), I = w_ih.size(1);
-  const int64_t B = H > 0 ? h0.numel() / H : 0, GH = G * H;
+  // B from x: with H = 0 the states have no elements, while dx still has B rows (zeros).
+  const int64_t G = cell_gates(kind), H = w_hh.size(1), I = w_ih.size(1), B = x.size(0);
+  const int64_t GH = G * H;
   const bool is_gru = kind == CellKind::Gru;
   const Tensor x_c = x.contiguous(), h0_c = h0.contiguous(), w_ih_c = w_ih.contiguous(),
                w_hh_c = w_hh.contiguous(), grad_h_c = grad_h.contiguous(),
