@@ -53,6 +53,9 @@ def _worker(rank: int, init_file: str, out_dir: str) -> None:
     model = nn.parallel.DistributedDataParallel(Tagger())
     _train(model, rank)
     torch.save([p.detach() for p in model.module.parameters()], os.path.join(out_dir, f"{rank}.pt"))
+    # Both ranks done before either tears gloo down: without this, a rank destroying the
+    # group while its peer still talks to it aborted the peer now and then, nn's LSTM too.
+    dist.barrier()
     dist.destroy_process_group()
 
 
