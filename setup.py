@@ -75,7 +75,7 @@ def extension_modules() -> tuple[list, dict]:
     # inline function, which must be the one compiled for the baseline target.
     sources = ["csrc/module.cpp", "csrc/ops.cpp", "csrc/layer.cpp", "csrc/directions.cpp",
                "csrc/step_ops.cpp", "csrc/workspace.cpp", "csrc/cell_call.cpp",
-               "csrc/operands.cpp", "csrc/cell_step.cpp",
+               "csrc/operands.cpp", "csrc/cell_step.cpp", "csrc/stream_call.cpp",
                "csrc/cpu/pointwise.cpp", "csrc/cpu/persistent.cpp",
                "csrc/cpu/single_step.cpp", "csrc/cpu/bf16_layer.cpp"]
     cpu_capability_sources = ["csrc/cpu/isa_default.cpp", "csrc/cpu/isa_avx2.cpp",

@@ -135,14 +135,34 @@ bool weight_fits(const Tensor& x, const OptTensor& w) {
   return !w.has_value() || (w->is_cpu() && w->scalar_type() == x.scalar_type());
 }
 
-bool any_requires_grad(std::initializer_list<const OptTensor*> tensors) {
-  for (const OptTensor* t : tensors) {
-    if (t->has_value() && (*t)->requires_grad()) return true;
+}  // namespace
+
+std::tuple<Tensor, Tensor> run_cell_step(int kind, const Tensor& x, const Tensor& h,
+                                         const OptTensor& c, const Tensor& w_ih,
+                                         const Tensor& w_hh, const OptTensor& b_ih,
+                                         const OptTensor& b_hh, bool training) {
+  if (!training) {
+    const at::AutoDispatchBelowAutograd below_autograd;
+    return inference_op(kind).call(x, h, c, w_ih, w_hh, b_ih, b_hh);
+  }
+  // The training op takes batches: an unbatched step is a batch of one row (views that
+  // autograd records).
+  const bool batched = x.dim() == 2;
+  const auto rows = [&](const Tensor& t) { return batched ? t : t.unsqueeze(0); };
+  const variable_list out =
+      CellStep::apply(static_cast<int64_t>(kind), rows(x), rows(h),
+                      c.has_value() ? OptTensor(rows(*c)) : std::nullopt, w_ih, w_hh, b_ih, b_hh);
+  const auto unrows = [&](const Tensor& t) { return batched ? t : t.squeeze(0); };
+  return {unrows(out[0]), c.has_value() ? unrows(out[1]) : Tensor()};
+}
+
+bool wants_grad(at::ArrayRef<Tensor> tensors) {
+  if (!at::GradMode::is_enabled()) return false;
+  for (const Tensor& t : tensors) {
+    if (t.defined() && t.requires_grad()) return true;
   }
   return false;
 }
-
-}  // namespace
 
 pybind11::object cell_step(int kind, const Tensor& x, const OptTensor& h, const OptTensor& c,
                            const Tensor& w_ih, const Tensor& w_hh, const OptTensor& b_ih,
@@ -163,27 +183,12 @@ pybind11::object cell_step(int kind, const Tensor& x, const OptTensor& h, const 
   };
   const Tensor h0 = h.has_value() ? *h : zeros();
   const OptTensor c0 = !is_lstm ? std::nullopt : c.has_value() ? c : OptTensor(zeros());
-  const OptTensor x_opt(x), w_ih_opt(w_ih), w_hh_opt(w_hh), h0_opt(h0);
-  const bool training = at::GradMode::is_enabled() &&
-                        any_requires_grad({&x_opt, &h0_opt, &c0, &w_ih_opt, &w_hh_opt, &b_ih, &b_hh});
+  const bool training = wants_grad({x, h0, c0.value_or(Tensor()), w_ih, w_hh,
+                                    b_ih.value_or(Tensor()), b_hh.value_or(Tensor())});
   Tensor h_new, c_new;
   {
     pybind11::gil_scoped_release no_gil;
-    if (!training) {
-      const at::AutoDispatchBelowAutograd below_autograd;
-      std::tie(h_new, c_new) = inference_op(kind).call(x, h0, c0, w_ih, w_hh, b_ih, b_hh);
-    } else {
-      // The training op takes batches: an unbatched step is a batch of one row (views
-      // that autograd records).
-      const bool batched = x.dim() == 2;
-      const auto rows = [&](const Tensor& t) { return batched ? t : t.unsqueeze(0); };
-      const OptTensor c_rows = c0.has_value() ? OptTensor(rows(*c0)) : std::nullopt;
-      const variable_list out =
-          CellStep::apply(static_cast<int64_t>(kind), rows(x), rows(h0), c_rows, w_ih, w_hh,
-                          b_ih, b_hh);
-      h_new = batched ? out[0] : out[0].squeeze(0);
-      if (is_lstm) c_new = batched ? out[1] : out[1].squeeze(0);
-    }
+    std::tie(h_new, c_new) = run_cell_step(kind, x, h0, c0, w_ih, w_hh, b_ih, b_hh, training);
   }
   if (is_lstm) return pybind11::make_tuple(h_new, c_new);
   return pybind11::cast(h_new);

@@ -6,6 +6,7 @@
 #include <pybind11/pybind11.h>
 
 #include <optional>
+#include <tuple>
 
 namespace rnnk {
 
@@ -19,6 +20,21 @@ pybind11::object cell_step(int kind, const at::Tensor& x, const std::optional<at
                            const std::optional<at::Tensor>& c, const at::Tensor& w_ih,
                            const at::Tensor& w_hh, const std::optional<at::Tensor>& b_ih,
                            const std::optional<at::Tensor>& b_hh);
+
+// The step of cell_step on operands that fit it (x [B, I] or [I], h and c as x's rows by
+// H, c present for LSTM only): below autograd unless `training`, else one autograd node.
+// Returns (h', c'), c' undefined but for LSTM. Call without the GIL.
+std::tuple<at::Tensor, at::Tensor> run_cell_step(int kind, const at::Tensor& x,
+                                                 const at::Tensor& h,
+                                                 const std::optional<at::Tensor>& c,
+                                                 const at::Tensor& w_ih, const at::Tensor& w_hh,
+                                                 const std::optional<at::Tensor>& b_ih,
+                                                 const std::optional<at::Tensor>& b_hh,
+                                                 bool training);
+
+// Whether grad mode is on and a defined tensor among these requires grad: whether a step
+// on them is training.
+bool wants_grad(at::ArrayRef<at::Tensor> tensors);
 
 // {cell name: CellKind value}.
 pybind11::dict cell_kinds();

@@ -8,6 +8,7 @@
 #include "cell_call.h"
 #include "cpu/isa.h"
 #include "cpu/step_rows.h"
+#include "stream_call.h"
 
 #ifndef RNNK_CUDA_ARCHS
 #define RNNK_CUDA_ARCHS ""
@@ -31,6 +32,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("cpu_bf16_note", [] { return rnnk::cpu_paths().bf16_reason; });
   m.def("cell_step", &rnnk::cell_step, "one step of a cell");
   m.def("cell_kinds", &rnnk::cell_kinds);
+  m.def("stream_step", &rnnk::stream_step, "one time step of a layer stack");
   // The rows the CPU persistent kernels' steps have run so far (cpu/step_rows.h).
   m.def("step_rows", [] { return rnnk::g_step_rows.load(std::memory_order_relaxed); });
 }

@@ -1,4 +1,5 @@
-"""The *Cell modules' lean call: one crossing into C++ per step, inference and training.
+"""The lean call of one step: the *Cell modules', and FusedLSTM/GRU/RNN's called with one
+time step (streaming); one crossing into C++ per step, inference and training.
 
 A cell step at B=1, H=64 is well under a microsecond of arithmetic, so the call's fixed
 cost is its speed. The full path (the module's checks in Python, backend resolution, the
@@ -8,7 +9,8 @@ choice) and ``_C.cell_step`` does the rest: it checks that the call is an ordina
 takes (CPU, float32/64, sizes that fit) and runs the cell's ``_cell_inference`` op below
 autograd, or, where a gradient may flow, one C++ autograd node over its ``_cell_forward``
 and ``_cell_backward`` ops. Anything else, errors included, goes to the full path, so that
-the errors stay nn's.
+the errors stay nn's. A layer stack's step is a cell step per layer and direction:
+``_C.stream_step`` runs them in one crossing.
 """
 
 from __future__ import annotations
@@ -46,6 +48,25 @@ def step(cell: str, backend: str | None, x: Tensor, h: Tensor | None, c: Tensor 
     if chosen not in (None, "cpp") or not _plain_eager(x, h, c, w_ih, w_hh, b_ih, b_hh):
         return None
     result = _C.cell_step(KINDS[cell], x, h, c, w_ih, w_hh, b_ih, b_hh)
+    if result is not None:
+        _fork.state.ran_kernels = True
+    return result
+
+
+def stream(cell: str, backend: str | None, x: Tensor, hx: Tensor | tuple[Tensor, Tensor] | None,
+           weights: list[Tensor], num_layers: int, bidirectional: bool,
+           batch_first: bool) -> tuple[Tensor, Tensor, Tensor | None] | None:
+    """(output, h_n, c_n) of a stack's one time step on the lean call (c_n None but for
+    LSTM), or None where it does not apply. ``weights`` as nn's _flat_weights, without a
+    projection; ``hx`` (LSTM: (h, c)) as nn takes it."""
+    if _C is None:
+        return None
+    h, c = hx if isinstance(hx, tuple) else (hx, None)
+    chosen = _backend.named_backend(backend)
+    if chosen not in (None, "cpp") or not _plain_eager(x, h, c, *weights):
+        return None
+    result = _C.stream_step(KINDS[cell], x, h, c, weights, num_layers, bidirectional,
+                            batch_first)
     if result is not None:
         _fork.state.ran_kernels = True
     return result

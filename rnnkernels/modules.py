@@ -133,7 +133,27 @@ class _FusedSequence:
                     hx = hx.unsqueeze(1)
         return input, hx, is_batched
 
+    def _lean_stream(self, input: Tensor, hx: Any) -> tuple[Any, Any] | None:
+        """One time step on the lean call (_single_step.py), or None where it does not
+        apply: a projection, dropout between layers in training, an LSTM's hx not a pair."""
+        has_cell = self.mode == "LSTM"
+        if self.proj_size > 0 or (self.training and self.dropout > 0 and self.num_layers > 1) \
+                or (has_cell and hx is not None and (not isinstance(hx, tuple) or len(hx) != 2)) \
+                or (not has_cell and isinstance(hx, tuple)):
+            return None
+        weights = [getattr(self, name) for name in self._flat_weights_names]
+        result = _single_step.stream(_CELL_OF_MODE[self.mode], self.backend, input, hx, weights,
+                                     self.num_layers, self.bidirectional, self.batch_first)
+        if result is None:
+            return None
+        output, h_n, c_n = result
+        return output, ((h_n, c_n) if has_cell else h_n)
+
     def forward(self, input: Tensor | PackedSequence, hx: Any = None) -> tuple[Any, Any]:
+        if not isinstance(input, PackedSequence):
+            result = self._lean_stream(input, hx)
+            if result is not None:
+                return result
         # nn's forward first refreshes _flat_weights, the list its kernels read; ours read
         # every weight by attribute (_layer_weights), so that refresh is skipped.
         has_cell = self.mode == "LSTM"
