@@ -322,3 +322,36 @@ def test_a_training_step_with_no_hidden_units_gives_zero_gradients(name) -> None
     x = torch.randn(3, 5, requires_grad=True)
     sum(o.sum() for o in _as_tuple(fused(x))).backward()
     assert torch.equal(x.grad, torch.zeros_like(x))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("name", list(CELLS))
+def test_a_steps_rows_are_the_same_bits_at_any_batch_and_thread_count(name, dtype) -> None:
+    """The small-batch projection kernel (cpu/dot_gemm.h) sums each result in one order
+    whatever the batch, its row tiles, the column split among threads: a batch's rows are
+    bitwise the steps of each row alone, on one thread or two. Sizes straddle the SIMD width
+    and the tiles (K past a vector, columns past a block, rows past a row tile); nn's values
+    to the dtype's rounding."""
+    nn_class, kwargs, _ = CELLS[name]
+    threads = torch.get_num_threads()
+    for features, hidden, batch in [(1, 1, 1), (17, 5, 7), (33, 17, 13), (259, 70, 16)]:
+        reference, fused = module_pair(nn_class, features, hidden, **kwargs)
+        reference, fused = reference.to(dtype), fused.to(dtype)
+        x, hx = torch.randn(batch, features, dtype=dtype), _state(nn_class, (batch,), hidden, dtype)
+        results = []
+        try:
+            for count in (1, 2):
+                torch.set_num_threads(count)
+                with torch.no_grad():
+                    results.append(_as_tuple(fused(x, hx)))
+        finally:
+            torch.set_num_threads(threads)
+        with torch.no_grad():
+            rows = [_as_tuple(fused(x[r], tuple(s[r] for s in _as_tuple(hx)) if
+                                    isinstance(hx, tuple) else hx[r])) for r in range(batch)]
+            want = _as_tuple(reference(x, hx))
+        for i, (one, two, expected) in enumerate(zip(*results, want, strict=True)):
+            assert torch.equal(one, two)
+            assert torch.equal(one, torch.stack([row[i] for row in rows]))
+            tolerance = 1e-5 if dtype == torch.float32 else 1e-12
+            torch.testing.assert_close(one, expected, atol=tolerance, rtol=0)

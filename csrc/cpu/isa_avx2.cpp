@@ -1,5 +1,5 @@
-// The CPU kernels (pointwise passes, persistent sequences) for AVX2 + FMA CPUs; only
-// called where the CPU has them.
+// The CPU kernels (pointwise passes, persistent sequences, a step's projections) for
+// AVX2 + FMA CPUs; only called where the CPU has them.
 #if defined(__x86_64__)
 #pragma GCC target("avx2,fma,f16c")
 // The target pragma does not define the feature macros that sleef.h and at::vec test.
@@ -15,3 +15,4 @@
 #endif
 #include "rows_kernel.h"
 #include "sequence_kernel.h"
+#include "dot_gemm_kernel.h"

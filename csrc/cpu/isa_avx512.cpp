@@ -1,5 +1,5 @@
-// The CPU kernels (pointwise passes, persistent sequences) for AVX-512 CPUs; only called
-// where the CPU has them.
+// The CPU kernels (pointwise passes, persistent sequences, a step's projections) for
+// AVX-512 CPUs; only called where the CPU has them.
 #if defined(__x86_64__)
 #pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")
 #include "avx512_prelude.h"
@@ -10,3 +10,4 @@
 #endif
 #include "rows_kernel.h"
 #include "sequence_kernel.h"
+#include "dot_gemm_kernel.h"

@@ -1,6 +1,7 @@
-// The CPU kernels (pointwise passes, persistent sequences) for any CPU (at::vec's portable
-// fallback).
+// The CPU kernels (pointwise passes, persistent sequences, a step's projections) for
+// any CPU (at::vec's portable fallback).
 #define CPU_CAPABILITY DEFAULT
 #define CPU_CAPABILITY_DEFAULT
 #include "rows_kernel.h"
 #include "sequence_kernel.h"
+#include "dot_gemm_kernel.h"

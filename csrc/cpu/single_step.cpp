@@ -8,6 +8,7 @@
 
 #include "../pointwise.h"
 #include "../step_ops.h"
+#include "dot_gemm_call.h"
 #include "tensor_ptr.h"
 
 namespace rnnk {
@@ -54,6 +55,16 @@ void sum_rows(const T* in, int64_t rows, int64_t width, T* out) {
   }
 }
 
+// out[B, cols] += a[B, K] @ w^T, w as nn stores it ([cols, K]): a step's projection.
+template <typename T>
+void project(int64_t B, int64_t cols, int64_t K, const T* a, const T* w, T* out) {
+  if (B <= kDotGemmRows) {
+    run_dot_gemm<T>({B, K, a, K, w, out, cols, /*accumulate=*/true}, cols);
+  } else {
+    cpu_gemm_rows<T>(B, cols, K, a, w, /*transpose_w=*/true, out, /*accumulate=*/true);
+  }
+}
+
 }  // namespace
 
 bool single_step_cpu_applies(const Tensor& x) {
@@ -82,10 +93,8 @@ void single_step_cpu(CellKind kind, const Tensor& x, const Tensor& h0,
     // b_ih starts xg and b_hh starts hg: the cells read xg + hg, or (GRU) each apart.
     start_rows(xg, ptr_or_null<T>(b_ih_c), B, GH);
     start_rows(hg, ptr_or_null<T>(b_hh_c), B, GH);
-    cpu_gemm_rows<T>(B, GH, I, x_c.data_ptr<T>(), w_ih_c.data_ptr<T>(), /*transpose_w=*/true,
-                     xg, /*accumulate=*/true);
-    cpu_gemm_rows<T>(B, GH, H, h0_c.data_ptr<T>(), w_hh_c.data_ptr<T>(), /*transpose_w=*/true,
-                     hg, /*accumulate=*/true);
+    project<T>(B, GH, I, x_c.data_ptr<T>(), w_ih_c.data_ptr<T>(), xg);
+    project<T>(B, GH, H, h0_c.data_ptr<T>(), w_hh_c.data_ptr<T>(), hg);
     const size_t state_bytes = static_cast<size_t>(B * H) * sizeof(T);
     const auto copy = [&](const Tensor& dst, const Tensor& src) {
       if (dst.defined()) std::memcpy(dst.data_ptr<T>(), src.data_ptr<T>(), state_bytes);
