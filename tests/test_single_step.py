@@ -4,6 +4,11 @@ single step, and the full path wherever the lean call cannot see what the call n
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 from torch import nn
@@ -355,3 +360,24 @@ def test_a_steps_rows_are_the_same_bits_at_any_batch_and_thread_count(name, dtyp
             assert torch.equal(one, torch.stack([row[i] for row in rows]))
             tolerance = 1e-5 if dtype == torch.float32 else 1e-12
             torch.testing.assert_close(one, expected, atol=tolerance, rtol=0)
+
+
+@pytest.mark.skipif(os.environ.get("RNNKERNELS_TEST_ISA") is not None,
+                    reason="already running under an ISA cap")
+@pytest.mark.parametrize("isa", ["default", "avx2"])
+def test_a_steps_rows_are_the_same_bits_under_every_isa(isa) -> None:
+    """The test above in a subprocess whose kernels run the ``isa`` build (another SIMD
+    width: other tiles and lane sums)."""
+    order = ["default", "avx2", "avx512"]
+    if rnnkernels.backend_info()["cpu_isa"] not in order[order.index(isa):]:
+        pytest.skip(f"this CPU cannot run the {isa} build")
+    check = ("import rnnkernels, sys; sys.exit(rnnkernels.backend_info()['cpu_isa'] != "
+             f"'{isa}')")
+    env = dict(os.environ, ATEN_CPU_CAPABILITY=isa, RNNKERNELS_TEST_ISA=isa)
+    assert subprocess.run([sys.executable, "-c", check], env=env).returncode == 0
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__, "-k",
+         "same_bits_at_any_batch"], capture_output=True, text=True, timeout=600, env=env,
+        cwd=Path(__file__).parent)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    assert " passed" in result.stdout
