@@ -9,6 +9,7 @@ from collections.abc import Callable
 import pytest
 import torch
 from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
 
 import rnnkernels
 from rnnkernels import _backend, _bidirectional, _ops
@@ -120,3 +121,15 @@ def fused_backward_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     spy_on(_ops, "cell_backward_op", "cell_backward")
     spy_on(_bidirectional, "backward_op", "bidirectional_backward")
     return calls
+
+
+class OpLog(TorchDispatchMode):
+    """Every op dispatched below autograd while it is active, in order, by name."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.names: list[str] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.names.append(str(func.overloadpacket))
+        return func(*args, **(kwargs or {}))

@@ -12,7 +12,8 @@ import torch
 import rnnkernels
 from rnnkernels import _bidirectional, _ops
 
-from test_inference import _RecordOps, _float32_args
+from conftest import OpLog
+from test_inference import _float32_args
 from test_opcheck import CASES, _forward_args
 
 pytestmark = pytest.mark.skipif(not rnnkernels.backend_info()["compiled"]["cpp"],
@@ -158,7 +159,7 @@ def test_modules_use_them_for_bidirectional_layers(name) -> None:
     x = torch.randn(5, 3, 8)
 
     def ops_called() -> set[str]:
-        with _RecordOps() as recorder:
+        with OpLog() as recorder:
             model(x)
         return {n for n in recorder.names if n.startswith("rnnkernels.")}
 

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
 
 import rnnkernels
 from rnnkernels import _ops
 
+from conftest import OpLog
 from test_opcheck import CASES, _forward_args
 
 pytestmark = pytest.mark.skipif(not rnnkernels.backend_info()["compiled"]["cpp"],
@@ -61,16 +61,6 @@ def test_gradient_through_the_inference_op(cell) -> None:
     assert torch.autograd.gradcheck(run, tensors)
 
 
-class _RecordOps(TorchDispatchMode):
-    def __init__(self) -> None:
-        super().__init__()
-        self.names: set[str] = set()
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        self.names.add(str(func.overloadpacket))
-        return func(*args, **(kwargs or {}))
-
-
 @pytest.mark.parametrize("cell_name", ["LSTM", "GRU", "RNN"])
 def test_modules_run_inference_exactly_when_no_gradient_can_flow(cell_name) -> None:
     model = getattr(rnnkernels, f"Fused{cell_name}")(8, 16, num_layers=2, backend="cpp")
@@ -78,7 +68,7 @@ def test_modules_run_inference_exactly_when_no_gradient_can_flow(cell_name) -> N
     x = torch.randn(5, 3, 8)
 
     def ops_called(inputs: torch.Tensor) -> set[str]:
-        with _RecordOps() as recorder:
+        with OpLog() as recorder:
             model(inputs)
         return {n for n in recorder.names if n.startswith("rnnkernels.")}
 
@@ -100,7 +90,7 @@ def test_cells_step_on_the_inference_op_exactly_when_no_gradient_can_flow(cell_n
     x = torch.randn(4, 6)
 
     def ops_called(inputs: torch.Tensor) -> set[str]:
-        with _RecordOps() as recorder:
+        with OpLog() as recorder:
             fused(inputs)
         return {n for n in recorder.names if n.startswith("rnnkernels.")}
 

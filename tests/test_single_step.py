@@ -12,11 +12,10 @@ from pathlib import Path
 import pytest
 import torch
 from torch import nn
-from torch.utils._python_dispatch import TorchDispatchMode
 
 import rnnkernels
 from rnnkernels import _single_step
-from conftest import module_pair
+from conftest import OpLog, module_pair
 
 pytestmark = pytest.mark.skipif(not rnnkernels.backend_info()["available"]["cpp"],
                                 reason="needs the C++ build")
@@ -29,18 +28,6 @@ CELLS = {
     "RNNCell-relu": (nn.RNNCell, {"nonlinearity": "relu"}, "rnn_relu"),
 }
 SEQUENCE_OF = {nn.LSTMCell: nn.LSTM, nn.GRUCell: nn.GRU, nn.RNNCell: nn.RNN}
-
-
-class _OpLog(TorchDispatchMode):
-    """Every op dispatched below autograd, in order."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.names: list[str] = []
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        self.names.append(str(func.overloadpacket))
-        return func(*args, **(kwargs or {}))
 
 
 def _state(nn_class: type, batch: tuple[int, ...], hidden: int, dtype=torch.float32):
@@ -58,7 +45,7 @@ def test_an_inference_step_dispatches_one_op(name, batch) -> None:
     nn_class, kwargs, cell = CELLS[name]
     _, fused = module_pair(nn_class, 5, 7, **kwargs)
     x, hx = torch.randn(*batch, 5), _state(nn_class, batch, 7)
-    with torch.no_grad(), _OpLog() as log:
+    with torch.no_grad(), OpLog() as log:
         fused(x, hx)
     assert log.names == [f"rnnkernels.{cell}_cell_inference"]
 
@@ -256,10 +243,10 @@ def test_a_training_step_dispatches_one_op_each_way(name) -> None:
     nn_class, kwargs, cell = CELLS[name]
     _, fused = module_pair(nn_class, 5, 7, **kwargs)
     x, hx = torch.randn(3, 5), _state(nn_class, (3,), 7)
-    with _OpLog() as log:
+    with OpLog() as log:
         out = _as_tuple(fused(x, hx))
     assert log.names == [f"rnnkernels.{cell}_cell_forward"]
-    with _OpLog() as log:
+    with OpLog() as log:
         sum(o.sum() for o in out).backward()
     backward_ops = [n for n in log.names if n.startswith("rnnkernels.")]
     assert backward_ops == [f"rnnkernels.{cell}_cell_backward"]

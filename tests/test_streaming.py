@@ -11,8 +11,7 @@ from torch import nn
 
 import rnnkernels
 from rnnkernels import _single_step
-from conftest import module_pair, outputs_and_grads
-from test_single_step import _OpLog
+from conftest import OpLog, module_pair, outputs_and_grads
 
 pytestmark = pytest.mark.skipif(not rnnkernels.backend_info()["available"]["cpp"],
                                 reason="needs the C++ build")
@@ -133,7 +132,7 @@ def test_an_inference_step_dispatches_one_cell_op_per_layer_and_direction(
     _, fused = _pair(name, "time-major", layers, bidirectional)
     x = _step_input("time-major", 3, 5)
     hx = _state(LAYERS[name][0], "time-major", layers * (2 if bidirectional else 1), 3, 7)
-    with torch.no_grad(), _OpLog() as log:
+    with torch.no_grad(), OpLog() as log:
         fused(x, hx)
     cell_op = f"rnnkernels.{LAYERS[name][2]}_cell_inference"
     assert [n for n in log.names if n.startswith("rnnkernels.")] == \

@@ -9,6 +9,7 @@
 #include <type_traits>
 
 #include "dot_gemm.h"
+#include "simd_tiles.h"
 
 namespace rnnk {
 namespace CPU_CAPABILITY {
@@ -17,23 +18,9 @@ namespace {
 template <typename T>
 using DotVec = at::vec::Vectorized<T>;
 
-#if defined(CPU_CAPABILITY_AVX512)
-constexpr int kDotRegisters = 32;
-#else
-constexpr int kDotRegisters = 16;
-#endif
 constexpr int kDotCols = 4;
 // Rows per tile: R*J accumulators, J weight vectors and one input vector fit the registers.
-constexpr int kDotRows = std::max(1, (kDotRegisters - kDotCols - 1) / kDotCols);
-
-// Calls f(std::integral_constant<int, n>) for 1 <= n <= N: the tiles at the edges.
-template <int N, typename F>
-inline void with_count(int64_t n, const F& f) {
-  if constexpr (N > 1) {
-    if (n < N) return with_count<N - 1>(n, f);
-  }
-  f(std::integral_constant<int, N>{});
-}
+constexpr int kDotRows = std::max(1, (kRegisters - kDotCols - 1) / kDotCols);
 
 // sums[r][j0 + j] = the lane-wise partial sums of row r0 + r's dot product with weight
 // row c0 + j0 + j: lane l sums the k = l (mod W).

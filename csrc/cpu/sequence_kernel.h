@@ -17,6 +17,7 @@
 
 #include "block_split.h"
 #include "call_buffers.h"
+#include "simd_tiles.h"
 #include "sequence.h"
 #include "spin_barrier.h"
 #include "step_rows.h"
@@ -28,25 +29,9 @@ namespace {
 template <typename T>
 using Vec = at::vec::Vectorized<T>;
 
-// SIMD registers of this instruction set: they bound a tile's accumulators.
-#if defined(CPU_CAPABILITY_AVX512)
-constexpr int kRegisters = 32;
-#else
-constexpr int kRegisters = 16;
-#endif
-
 // Rows per tile with C accumulator vectors per row: accumulators, C weight vectors and one
 // broadcast fit the registers; at most 12 rows.
 constexpr int tile_rows(int C) { return std::min(12, std::max(1, (kRegisters - C - 1) / C)); }
-
-// Calls f(std::integral_constant<int, rows>) for 1 <= rows <= R: tiles at the batch's end.
-template <int R, typename F>
-inline void with_rows(int64_t rows, const F& f) {
-  if constexpr (R > 1) {
-    if (rows < R) return with_rows<R - 1>(rows, f);
-  }
-  f(std::integral_constant<int, R>{});
-}
 
 // acc[r][c] += a[r * lda + k] * panel[k * k_stride + c * c_stride + lane], for one k.
 template <int R, int C, typename T>
@@ -157,7 +142,7 @@ void panel_gemm(int64_t n, const PanelInput<T>& in, int64_t K, const T* panel, i
       const bool resume = k0 > 0 || start.accumulate;
       const T* a = in.a + (k0 / KC) * in.chunk_stride;
       for (int64_t r0 = m0; r0 < m_end; r0 += R) {
-        with_rows<R>(std::min<int64_t>(R, m_end - r0), [&](auto rows) {
+        with_count<R>(std::min<int64_t>(R, m_end - r0), [&](auto rows) {
           constexpr int RT = decltype(rows)::value;
           T* tile = out + r0 * C * W;
           Vec<T> acc[RT][C];
