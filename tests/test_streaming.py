@@ -230,3 +230,21 @@ def test_a_fullgraph_compiled_streaming_loop_matches_nn() -> None:
     xs = torch.randn(4, 3, 5)
     with torch.no_grad():
         torch.testing.assert_close(compiled(fused, xs), loop(reference, xs), atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("name", list(LAYERS))
+def test_a_streamed_training_step_differentiates_twice(name) -> None:
+    """create_graph=True through the cells' nodes of a 2-layer bidirectional step: float64
+    gradgradcheck of the output and states with respect to x and hx."""
+    _, fused = _pair(name, "time-major", 2, True)
+    fused = fused.double()
+    x = _step_input("time-major", 2, 5, torch.float64).requires_grad_()
+    hx = _state(LAYERS[name][0], "time-major", 4, 2, 7, torch.float64)
+    states = tuple(h.requires_grad_() for h in (hx if isinstance(hx, tuple) else (hx,)))
+
+    def run(x_in: torch.Tensor, *hidden: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        out, h_n = fused(x_in, hidden if len(hidden) == 2 else hidden[0])
+        return (out, *(h_n if isinstance(h_n, tuple) else (h_n,)))
+
+    assert any("CellStep" in n for n in _graph_nodes(run(x, *states)[0].grad_fn))
+    assert torch.autograd.gradgradcheck(run, (x, *states))
