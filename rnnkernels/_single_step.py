@@ -38,11 +38,17 @@ def _plain_eager(*tensors: Tensor | None) -> bool:
                 or _autograd._forward_mode_open() or torch.is_autocast_enabled("cpu"))
 
 
+def _tensor_args(x: object, *states: object) -> bool:
+    """Whether x is a tensor and each state a tensor or None: anything else (a list, a
+    number) goes to the full path, which fails on it as nn does."""
+    return isinstance(x, Tensor) and all(s is None or isinstance(s, Tensor) for s in states)
+
+
 def step(cell: str, backend: str | None, x: Tensor, h: Tensor | None, c: Tensor | None,
          w_ih: Tensor, w_hh: Tensor, b_ih: Tensor | None,
          b_hh: Tensor | None) -> Tensor | tuple[Tensor, Tensor] | None:
     """h' (LSTM: (h', c')) of one step on the lean call, or None where it does not apply."""
-    if _C is None:
+    if _C is None or not _tensor_args(x, h, c):
         return None
     chosen = _backend.named_backend(backend)
     if chosen not in (None, "cpp") or not _plain_eager(x, h, c, w_ih, w_hh, b_ih, b_hh):
@@ -59,9 +65,9 @@ def stream(cell: str, backend: str | None, x: Tensor, hx: Tensor | tuple[Tensor,
     """(output, h_n, c_n) of a stack's one time step on the lean call (c_n None but for
     LSTM), or None where it does not apply. ``weights`` as nn's _flat_weights, without a
     projection; ``hx`` (LSTM: (h, c)) as nn takes it."""
-    if _C is None:
-        return None
     h, c = hx if isinstance(hx, tuple) else (hx, None)
+    if _C is None or not _tensor_args(x, h, c):
+        return None
     chosen = _backend.named_backend(backend)
     if chosen not in (None, "cpp") or not _plain_eager(x, h, c, *weights):
         return None

@@ -341,7 +341,8 @@ class FusedLSTMCell(_FusedCell, nn.LSTMCell):
         self.backend = backend
 
     def forward(self, input: Tensor, hx: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, Tensor]:
-        if hx is None or len(hx) == 2:
+        # A given pair must hold two tensors (a None inside is nn's error, not zeros).
+        if hx is None or (len(hx) == 2 and hx[0] is not None and hx[1] is not None):
             result = self._lean(input, *((None, None) if hx is None else hx))
             if result is not None:
                 return result

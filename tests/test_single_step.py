@@ -368,3 +368,27 @@ def test_a_steps_rows_are_the_same_bits_under_every_isa(isa) -> None:
         cwd=Path(__file__).parent)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     assert " passed" in result.stdout
+
+
+NOT_TENSORS = {  # name: (nn class, input, hx)
+    "hx-list": (nn.GRUCell, torch.randn(3, 5), [torch.randn(3, 7)]),
+    "hx-number": (nn.RNNCell, torch.randn(3, 5), 3),
+    "c-string": (nn.LSTMCell, torch.randn(3, 5), (torch.randn(3, 7), "c")),
+    "c-none": (nn.LSTMCell, torch.randn(3, 5), (torch.randn(3, 7), None)),
+    "h-none": (nn.LSTMCell, torch.randn(3, 5), (None, torch.randn(3, 7))),
+    "input-list": (nn.GRUCell, [[1.0] * 5], torch.randn(1, 7)),
+}
+
+
+@pytest.mark.parametrize("name", list(NOT_TENSORS))
+def test_a_step_on_what_is_not_a_tensor_fails_as_nns(name) -> None:
+    """The lean call takes tensors only (and, for an LSTM pair, two of them): anything else
+    reaches the full path, which raises nn's error, never the binding's TypeError or a
+    silent zero state."""
+    nn_class, x, hx = NOT_TENSORS[name]
+    reference, fused = module_pair(nn_class, 5, 7)
+    with pytest.raises(Exception) as theirs:
+        reference(x, hx)
+    with pytest.raises(type(theirs.value)) as ours:
+        fused(x, hx)
+    assert str(ours.value) == str(theirs.value)

@@ -248,3 +248,23 @@ def test_a_streamed_training_step_differentiates_twice(name) -> None:
 
     assert any("CellStep" in n for n in _graph_nodes(run(x, *states)[0].grad_fn))
     assert torch.autograd.gradgradcheck(run, (x, *states))
+
+
+NOT_TENSORS = {  # name: (layer, input, hx)
+    "hx-list": ("GRU", torch.randn(1, 3, 5), [torch.randn(2, 3, 7)]),
+    "hx-number": ("RNN-tanh", torch.randn(1, 3, 5), 3),
+    "c-string": ("LSTM", torch.randn(1, 3, 5), (torch.randn(2, 3, 7), "c")),
+    "c-none": ("LSTM", torch.randn(1, 3, 5), (torch.randn(2, 3, 7), None)),
+    "input-list": ("GRU", [[[1.0] * 5]], torch.randn(2, 1, 7)),
+}
+
+
+@pytest.mark.parametrize("name", list(NOT_TENSORS))
+def test_a_streamed_step_on_what_is_not_a_tensor_fails_as_nns(name) -> None:
+    layer, x, hx = NOT_TENSORS[name]
+    reference, fused = _pair(layer, "time-major", 2, False)
+    with pytest.raises(Exception) as theirs:
+        reference(x, hx)
+    with pytest.raises(type(theirs.value)) as ours:
+        fused(x, hx)
+    assert str(ours.value) == str(theirs.value)
