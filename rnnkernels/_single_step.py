@@ -38,10 +38,11 @@ def _plain_eager(*tensors: Tensor | None) -> bool:
                 or _autograd._forward_mode_open() or torch.is_autocast_enabled("cpu"))
 
 
-def _tensor_args(x: object, *states: object) -> bool:
-    """Whether x is a tensor and each state a tensor or None: anything else (a list, a
+def _tensor_args(x: object, h: object, c: object) -> bool:
+    """Whether x is a tensor and h and c each a tensor or None: anything else (a list, a
     number) goes to the full path, which fails on it as nn does."""
-    return isinstance(x, Tensor) and all(s is None or isinstance(s, Tensor) for s in states)
+    return isinstance(x, Tensor) and (h is None or isinstance(h, Tensor)) \
+        and (c is None or isinstance(c, Tensor))
 
 
 def step(cell: str, backend: str | None, x: Tensor, h: Tensor | None, c: Tensor | None,
