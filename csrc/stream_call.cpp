@@ -84,9 +84,9 @@ pybind11::object stream_step(int kind, const Tensor& x, const OptTensor& hx, con
         const Tensor* w = &weights[k * per_layer];
         const OptTensor b_ih = per_layer == 4 ? OptTensor(w[2]) : std::nullopt;
         const OptTensor b_hh = per_layer == 4 ? OptTensor(w[3]) : std::nullopt;
+        const OptTensor c = is_lstm ? OptTensor(state(cx, k)) : std::nullopt;
         auto [h_new, c_new] =
-            run_cell_step(kind, input, state(hx, k), is_lstm ? OptTensor(state(cx, k)) : std::nullopt,
-                          w[0], w[1], b_ih, b_hh, training);
+            run_cell_step(kind, input, state(hx, k), c, w[0], w[1], b_ih, b_hh, training);
         outputs.push_back(h_new);
         h_finals.push_back(h_new);
         if (is_lstm) c_finals.push_back(c_new);

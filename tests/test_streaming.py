@@ -52,6 +52,11 @@ def _pair(name: str, layout: str, layers: int, bidirectional: bool, bias: bool =
                        bidirectional=bidirectional, **kwargs)
 
 
+def _flat(result) -> list[torch.Tensor]:
+    """(output, h_n) or (output, (h_n, c_n)) as a flat list."""
+    return [t for item in result for t in (item if isinstance(item, tuple) else (item,))]
+
+
 def _graph_nodes(node) -> list[str]:
     """The names of every node of an autograd graph, from its root."""
     seen, names, todo = set(), [], [node]
@@ -91,8 +96,7 @@ def test_a_streamed_step_gives_the_full_paths_bits(name, layers, bidirectional, 
         want = reference(x, hx)
         _full_path(monkeypatch)
         full = fused(x, hx)
-    flat = lambda v: [t for item in v for t in (item if isinstance(item, tuple) else (item,))]  # noqa: E731
-    for got, expected, nn_value in zip(flat(lean), flat(full), flat(want), strict=True):
+    for got, expected, nn_value in zip(_flat(lean), _flat(full), _flat(want), strict=True):
         assert got.shape == nn_value.shape
         assert torch.equal(got, expected)
         torch.testing.assert_close(got, nn_value, atol=1e-5, rtol=0)
