@@ -32,6 +32,8 @@ template <typename A>
 struct Math {
   static RNNK_HD A exp(A x) { return std::exp(x); }
   static RNNK_HD A tanh(A x) { return std::tanh(x); }
+  // 1 / x, where x >= 1 or NaN (the activations' denominators).
+  static RNNK_HD A reciprocal(A x) { return A(1) / x; }
   // `x < 0 ? 0 : x` (not `x > 0 ? x : 0`) so that NaN propagates as torch.relu does.
   static RNNK_HD A relu(A x) { return x < A(0) ? A(0) : x; }
   // d relu / d pre-activation, from the output h: dh where h > 0.
@@ -40,7 +42,7 @@ struct Math {
 
 template <typename A>
 RNNK_HD A sigmoid(A x) {
-  return A(1) / (A(1) + Math<A>::exp(A(0) - x));
+  return Math<A>::reciprocal(A(1) + Math<A>::exp(A(0) - x));
 }
 
 template <typename A>

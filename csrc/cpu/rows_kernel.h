@@ -8,21 +8,22 @@
 
 #include "../cells/cells.h"
 #include "rows.h"
+#include "simd_activations.h"
 
 namespace rnnk {
 namespace {
 
-// The cell math on SIMD registers: Math<> for at::vec::Vectorized. Sleef's exp and tanh
-// (1 ulp) made the gates cost as much as the recurrent GEMM at small sizes; these take
-// ~155 cycles per 16 LSTM units against ~360, within 3e-7 (relative, sigmoid) and 2e-7
-// (absolute, tanh) in float.
+// The cell math on SIMD registers: Math<> for at::vec::Vectorized, on simd_activations.h's
+// exp and reciprocal. Sleef's exp and tanh (1 ulp) and vdivps made the gates cost as much
+// as the recurrent GEMM; these stay within 3e-7 (relative, sigmoid) and 2e-7 (absolute,
+// tanh) in float.
 template <typename S>
 struct Math<at::vec::Vectorized<S>> {
   using V = at::vec::Vectorized<S>;
-  // at::vec's polynomial exp (Sleef's for double); it clamps, so NaN is put back.
-  static V exp(V x) { return V::blendv(x.exp_u20(), x, x != x); }
-  // 2 sigmoid(2x) - 1, on the exp above.
-  static V tanh(V x) { return V(2) / (V(1) + exp(V(-2) * x)) - V(1); }
+  static V exp(V x) { return simd_exp(x); }
+  static V reciprocal(V x) { return simd_reciprocal(x); }
+  // 2 sigmoid(2x) - 1.
+  static V tanh(V x) { return V(2) * reciprocal(V(1) + exp(V(-2) * x)) - V(1); }
   static V relu(V x) { return at::vec::maximum(x, V(0)); }  // propagates NaN like torch.relu
   static V relu_grad(V h, V dh) { return V::blendv(V(0), dh, h > V(0)); }
 };
@@ -55,6 +56,7 @@ struct Math<VectorPair<S>> {
   using P = VectorPair<S>;
   using M = Math<at::vec::Vectorized<S>>;
   static P exp(P x) { return {M::exp(x.lo), M::exp(x.hi)}; }
+  static P reciprocal(P x) { return {M::reciprocal(x.lo), M::reciprocal(x.hi)}; }
   static P tanh(P x) { return {M::tanh(x.lo), M::tanh(x.hi)}; }
   static P relu(P x) { return {M::relu(x.lo), M::relu(x.hi)}; }
   static P relu_grad(P h, P dh) { return {M::relu_grad(h.lo, dh.lo), M::relu_grad(h.hi, dh.hi)}; }
