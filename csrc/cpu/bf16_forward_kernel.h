@@ -3,10 +3,11 @@
 //
 // The input projection of all steps is one bf16 GEMM split by rows among the threads. The
 // recurrence: threads own fixed blocks of 16 hidden units and pack their gates' rows of
-// W_hh once per call; per step each thread's GEMM reads the previous step's output rows
-// (h in bf16, as the output keeps it) and writes float32 gate sums for its units, the
-// cell math runs on them in float32, and the thread rounds its units of h_t to bf16 into
-// the output row; one barrier per step. For backward each thread also keeps its units'
+// W_hh once per call, gate by gate; per step each thread's GEMMs (one a gate) read the
+// previous step's output rows (h in bf16, as the output keeps it) and write float32 gate
+// sums for its units where a [G*H] row keeps them, so the cell math reads them in place,
+// in float32, and the thread rounds its units of h_t to bf16 into the output row; one
+// barrier per step. For backward each thread also keeps its units'
 // gate values, h_{t-1} and c_{t-1} of every step.
 #include <omp.h>
 
@@ -84,12 +85,14 @@ void bf16_forward(const Bf16Forward& p) {
   const bool pads_x = p.I % kTileDepth != 0 || p.total % kTileRows != 0;
   bool grows = false;
   for (int64_t k = 1; k < order.steps; ++k) grows = grows || order.rows[k] > order.rows[k - 1];
-  // Per thread: its GEMM results [Bp][its tiles * 16], one row of gate sums [GH], h [H]
-  // and, in inference, saved values [S*H] (discarded) in float, the padded h block
+  // Per thread: its GEMM results [Bp][ld_sums], rows laid out as the cell reads hg, [G*H]
+  // (a gate's partial last tile spills 16 - H % 16 columns into the next gate's first
+  // units, which that gate's GEMM writes after it, or past G*H into the row's padding);
+  // h [H] and, in inference, saved values [S*H] (discarded) in float; the padded h block
   // [Bp][depth] in bf16; whole cache lines each, for the tile loads and stores.
   const auto lines = [](int64_t floats) { return (floats + 15) / 16 * 16; };
-  const int64_t sums_size = Bp * split.most_in_all(team_size) * G * W;
-  const int64_t per_thread = sums_size + lines(GH) + lines(H) + lines(S * H) +
+  const int64_t ld_sums = lines(GH + W);
+  const int64_t per_thread = Bp * ld_sums + lines(H) + lines(S * H) +
                              lines(slots_for_bf16(Bp * depth));
   const int64_t total_rows = padded_rows(p.total);
   const CallBuffers<float> buffers(
@@ -123,21 +126,22 @@ void bf16_forward(const Bf16Forward& p) {
   {
     const int tid = omp_get_thread_num(), team = omp_get_num_threads();
     const Blocks mine(split, tid, team);
-    const int64_t tiles_mine = (mine.last - mine.first) * G, ldo = tiles_mine * W;
+    const int64_t tiles_mine = mine.last - mine.first;  // per gate
+    // Tile (g, jb) of the panels, and its bias lanes: a gate's tiles are consecutive.
+    const auto tile = [&](int g, int64_t jb) { return g * split.blocks + jb; };
     for (int64_t jb = mine.first; jb < mine.last; ++jb) {
       const int64_t count = std::min(W, H - jb * W);
       for (int g = 0; g < G; ++g) {
         pack_vnni_tile(p.w_hh + (g * H + jb * W) * H, H, count, H,
-                       panels + (jb * G + g) * tile_values(H));
+                       panels + tile(g, jb) * tile_values(H));
         for (int64_t lane = 0; h_biased && lane < W; ++lane) {
-          h_bias[(jb * G + g) * W + lane] = lane < count ? p.b_hh[g * H + jb * W + lane] : 0.f;
+          h_bias[tile(g, jb) * W + lane] = lane < count ? p.b_hh[g * H + jb * W + lane] : 0.f;
         }
       }
     }
     const TileSession tiles_on;
     float* sums = scratch + tid * per_thread;
-    float* hg = sums + sums_size;
-    float* h = hg + lines(GH);
+    float* h = sums + Bp * ld_sums;
     float* discarded = h + lines(H);
     bf16_bits* h_padded = reinterpret_cast<bf16_bits*>(discarded + lines(S * H));
     int64_t prev = -1;
@@ -149,20 +153,16 @@ void bf16_forward(const Bf16Forward& p) {
       if (tiles_mine > 0) {
         const bool pads = pads_h || n % kTileRows != 0;
         if (pads) pad_rows(h_in, H, n, H, h_padded);
-        bf16_gemm(n, pads ? h_padded : h_in, pads ? depth : H, H,
-                  panels + mine.first * G * tile_values(H), tiles_mine,
-                  h_biased ? h_bias + mine.first * G * W : nullptr, sums, ldo);
+        for (int g = 0; g < G; ++g) {  // in gate order: see ld_sums
+          bf16_gemm(n, pads ? h_padded : h_in, pads ? depth : H, H,
+                    panels + tile(g, mine.first) * tile_values(H), tiles_mine,
+                    h_biased ? h_bias + tile(g, mine.first) * W : nullptr,
+                    sums + g * H + mine.j0, ld_sums);
+        }
       }
       if (tid == 0) count_step_rows(n);
       for (int64_t r = 0; r < n; ++r) {
         const int64_t row = off + r;
-        for (int64_t jb = mine.first; jb < mine.last; ++jb) {
-          const int64_t j = jb * W, count = std::min(W, H - j);
-          const float* result = sums + r * ldo + (jb - mine.first) * G * W;
-          for (int g = 0; g < G; ++g) {
-            std::memcpy(hg + g * H + j, result + g * W, count * sizeof(float));
-          }
-        }
         if (keeps) {
           std::memcpy(p.h_prev + row * H + mine.j0, h_in + r * H + mine.j0,
                       mine.width * sizeof(bf16_bits));
@@ -173,7 +173,8 @@ void bf16_forward(const Bf16Forward& p) {
         }
         // GRU reads h_{t-1} where it writes h_t.
         if (kIsGru) load_bf16(h_in + r * H + mine.j0, h + mine.j0, mine.width);
-        const StepForward<float> step{xg + row * ld, hg, h, kIsLstm ? p.c + r * H : nullptr,
+        const StepForward<float> step{xg + row * ld, sums + r * ld_sums, h,
+                                      kIsLstm ? p.c + r * H : nullptr,
                                       keeps ? p.saved + row * S * H : discarded, H};
         cell_units<false, Cell>(step, 0, mine.j0, mine.j0 + mine.width);
         store_bf16(h + mine.j0, p.output + row * H + mine.j0, mine.width);

@@ -34,9 +34,15 @@ inline void pack_vnni_tile(const bf16_bits* w, int64_t ldw, int64_t count, int64
                            bf16_bits* tile) {
   const int64_t depth = padded_depth(K);
   std::memset(tile, 0, depth * kTileCols * sizeof(bf16_bits));
-  for (int64_t col = 0; col < count; ++col) {
-    const bf16_bits* row = w + col * ldw;
-    for (int64_t k = 0; k < K; ++k) tile[(k / 2) * 32 + col * 2 + (k & 1)] = row[k];
+  // A pair of adjacent k at a time: 32 bits read from a row, written to the pair's slot.
+  for (int64_t k = 0; k + 1 < K; k += 2) {
+    bf16_bits* slots = tile + (k / 2) * 32;
+    for (int64_t col = 0; col < count; ++col) {
+      std::memcpy(slots + col * 2, w + col * ldw + k, 2 * sizeof(bf16_bits));
+    }
+  }
+  if (K % 2 != 0) {
+    for (int64_t col = 0; col < count; ++col) tile[(K / 2) * 32 + col * 2] = w[col * ldw + K - 1];
   }
 }
 
