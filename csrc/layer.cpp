@@ -189,20 +189,21 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> layer_forward
                 P = sizes.P;
   // Distinct empty tensors: outputs of an op must not alias one another.
   auto none = [&] { return at::empty({0}, x.options()); };
-  if (bf16_cpu_applies(x, projects)) {
-    Tensor output = empty_like_rows(x, H);
-    Tensor h_n = at::empty({B, H}, x.options());
+  if (bf16_cpu_applies(x)) {
+    Tensor output = empty_like_rows(x, P);
+    Tensor h_n = at::empty({B, P}, x.options());
     Tensor c = is_lstm ? c0->to(at::kFloat).contiguous().clone() : Tensor();  // c0 in, c_n out
     Bf16Kept kept;  // undefined in inference (layer.h)
     if (for_backward) {
       kept.saved = empty_like_rows(x, S * H, at::kFloat);
-      kept.h_prev = empty_like_rows(x, H);
+      kept.h_prev = empty_like_rows(x, P);
       kept.c_prev = is_lstm ? empty_like_rows(x, H, at::kFloat) : none();
+      kept.r_seq = projects ? empty_like_rows(x, H) : none();
     }
     bf16_forward_cpu(kind, VisitOrder(sched, reverse).view(), x.reshape({sched.total, I}), h0,
-                     w_ih, w_hh, b_ih, b_hh, c, output, h_n, kept);
+                     w_ih, w_hh, b_ih, b_hh, projects ? *w_hr : Tensor(), c, output, h_n, kept);
     return {output, h_n, is_lstm ? c.to(x.scalar_type()) : none(), kept.saved, kept.h_prev,
-            kept.c_prev, for_backward ? none() : Tensor()};
+            kept.c_prev, kept.r_seq};
   }
   if (single_step_cpu_applies(x) && batch_sizes.empty() && sched.steps == 1 && !projects) {
     Tensor output = at::empty({1, B, H}, x.options());
@@ -283,7 +284,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> layer
   check_operand(x, grad_output, "grad_output", h_prev.sizes());
   check_operand(x, grad_h_n, "grad_h_n", {B, P});
   // The bf16 kernels keep the gate values and c in float32 (bf16_layer.h).
-  const bool bf16 = bf16_cpu_applies(x, projects);
+  const bool bf16 = bf16_cpu_applies(x);
   const std::optional<at::ScalarType> kept_dtype =
       bf16 ? std::optional<at::ScalarType>(at::kFloat) : std::nullopt;
   check_operand(x, saved, "saved", rows_shape(x, S * H), kept_dtype);
@@ -309,9 +310,10 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> layer
     dc = is_lstm ? grad_c_n->to(at::kFloat).contiguous() : Tensor();
     db_ih = has_bias ? at::empty({G * H}, f32) : Tensor();
     db_hh = has_bias && is_gru ? at::empty({G * H}, f32) : Tensor();
-    bf16_backward_cpu(kind, VisitOrder(sched, reverse).view(), w_hh_c, grad_out2d,
-                      Bf16Kept{saved2d, h_prev2d, c_prev2d},
-                      Bf16Grads{dh, dc, dxg, dhg, db_ih, db_hh});
+    bf16_backward_cpu(kind, VisitOrder(sched, reverse).view(), w_hh_c,
+                      projects ? *w_hr : Tensor(), grad_out2d,
+                      Bf16Kept{saved2d, h_prev2d, c_prev2d, Tensor()},
+                      Bf16Grads{dh, dc, dxg, dhg, db_ih, db_hh, dh_seq});
   } else {
     dxg = scratch(Scratch::InputGateGrads, {N, G * H}, x.options());
     // GRU's recurrent-side gradient differs from the input side in the n gate.

@@ -61,10 +61,10 @@ def cell_backward_op(cell: str) -> Any:
     return library_op(cell, "cell_backward")
 
 
-def _kept_dtype(x: Tensor, w_hr: Tensor | None = None) -> torch.dtype:
+def _kept_dtype(x: Tensor) -> torch.dtype:
     """The dtype of the gate values and cell states a forward keeps for backward: float32
     where the CPU's bf16 kernels run (csrc/bf16_layer.h), else x's."""
-    bf16_kernels = (x.device.type == "cpu" and x.dtype == torch.bfloat16 and w_hr is None
+    bf16_kernels = (x.device.type == "cpu" and x.dtype == torch.bfloat16
                     and _backend.cpu_bf16_isa() is not None)
     return torch.float32 if bf16_kernels else x.dtype
 
@@ -74,7 +74,7 @@ def _make_fake_forward(cell: str) -> Callable:
         hidden = w_hh.shape[0] // GATES[cell]
         out_size = w_hr.shape[0] if w_hr is not None else hidden
         lead = x.shape[:-1]
-        kept = _kept_dtype(x, w_hr)
+        kept = _kept_dtype(x)
         return (
             x.new_empty(*lead, out_size),
             h0.new_empty(h0.shape),

@@ -15,7 +15,7 @@ from ._bidirectional import fused_both_directions
 from ._ops import fused_cell, fused_layer
 
 # On CPU half types are computed in float32 (the fused kernels take float32/float64),
-# but for bfloat16 on a CPU with bf16 dot products (AMX, AVX512_BF16) without a projection.
+# but for bfloat16 on a CPU with bf16 dot products (AMX, AVX512_BF16).
 _CPU_NATIVE_DTYPES = (torch.float32, torch.float64)
 
 # Under autocast nn.* runs these cells in the autocast dtype (the rest in float32): on CPU
@@ -99,7 +99,7 @@ def _in_compute_dtype(cell: str, backend: str, input: Tensor, hx: Tensor, cx: Te
         # nn's GEMMs take autocast's dtype even where its results are float32 (the CPU
         # GRU's composite calls autocast's linear): the bf16 kernels then run too.
         gemm_dtype = torch.get_autocast_dtype("cpu") if autocasting else result_dtype
-        if gemm_dtype == torch.bfloat16 and _bf16_kernels_take(backend, weights):
+        if gemm_dtype == torch.bfloat16 and _bf16_kernels_take(backend):
             compute_dtype = torch.bfloat16
         elif result_dtype not in _CPU_NATIVE_DTYPES:
             compute_dtype = torch.float32
@@ -116,12 +116,11 @@ def _in_compute_dtype(cell: str, backend: str, input: Tensor, hx: Tensor, cx: Te
             None if c_n is None else c_n.to(cell_dtype))
 
 
-def _bf16_kernels_take(backend: str, weights: list[LayerWeights]) -> bool:
+def _bf16_kernels_take(backend: str) -> bool:
     """Whether the CPU's bf16 kernels run this call: the cpp backend's fused ops on a CPU
-    with bf16 dot products, no projection."""
+    with bf16 dot products."""
     return (backend == "cpp" and not _runs_reference(backend)
-            and _backend.cpu_bf16_isa() is not None
-            and all(ws[4] is None for ws in weights))
+            and _backend.cpu_bf16_isa() is not None)
 
 
 def _run_stack(backend: str, cell: str, input: Tensor, batch_sizes: Tensor | None, hx: Tensor,

@@ -33,6 +33,7 @@ needs_bf16 = pytest.mark.skipif(_backend.cpu_bf16_isa() is None,
 
 MODULES = {
     "lstm": (nn.LSTM, rnnkernels.FusedLSTM, {}),
+    "lstm_proj": (nn.LSTM, rnnkernels.FusedLSTM, {"proj_size": None}),  # set by proj_size()
     "gru": (nn.GRU, rnnkernels.FusedGRU, {}),
     "rnn_tanh": (nn.RNN, rnnkernels.FusedRNN, {}),
     "rnn_relu": (nn.RNN, rnnkernels.FusedRNN, {"nonlinearity": "relu"}),
@@ -45,10 +46,18 @@ SHAPES = {  # (T, B, I, H, layers, bidirectional)
 }
 
 
+def proj_size(name: str, H: int) -> int:
+    """The projected LSTM's h size for hidden size H (0: no projection): H // 2, whole
+    tiles and partial ones alike among the shapes."""
+    return max(H // 2, 1) if name == "lstm_proj" else 0
+
+
 def make(name: str, shape: str) -> tuple[nn.Module, nn.Module, nn.Module, torch.Tensor]:
     """(ours in bf16, nn in bf16, nn in float32 on the same bf16 values, x in bf16)."""
     nn_cls, ours_cls, extra = MODULES[name]
     T, B, I, H, layers, bidirectional = SHAPES[shape]
+    if "proj_size" in extra:
+        extra = {**extra, "proj_size": proj_size(name, H)}
     torch.manual_seed(0)
     ours = ours_cls(I, H, num_layers=layers, bidirectional=bidirectional, **extra).bfloat16()
     theirs = nn_cls(I, H, num_layers=layers, bidirectional=bidirectional, **extra).bfloat16()
@@ -81,10 +90,11 @@ def assert_within_bound(got: torch.Tensor, nn_got: torch.Tensor, want: torch.Ten
 
 
 @needs_bf16
-def test_bf16_inference_takes_the_bf16_kernels() -> None:
+@pytest.mark.parametrize("name", ["lstm", "lstm_proj"])
+def test_bf16_inference_takes_the_bf16_kernels(name: str) -> None:
     """The same call capped to float32 compute gives other values (bf16 sums, h rounded per
     step), so the comparison above did exercise the bf16 kernels."""
-    ours, _, reference, x = make("lstm", "tiles")
+    ours, _, reference, x = make(name, "tiles")
     with torch.no_grad():
         got = ours(x)[0]
         in_float32 = reference(x.float())[0].bfloat16()
@@ -105,7 +115,7 @@ def test_bf16_packed_and_reverse_match_padded() -> None:
 
 @needs_bf16
 @pytest.mark.parametrize("shape", ["tiles", "wide", "odd"])
-@pytest.mark.parametrize("name", ["lstm", "gru"])
+@pytest.mark.parametrize("name", ["lstm", "lstm_proj", "gru"])
 def test_bf16_packed_lengths_within_rounding(name: str, shape: str) -> None:
     """Steps of a packed batch have any number of rows, whole AMX tiles or not ("tiles"
     has a batch of two whole tiles, so only its shorter steps need padding; "odd" is
@@ -128,8 +138,9 @@ def test_bf16_packed_lengths_within_rounding(name: str, shape: str) -> None:
 
 
 @needs_bf16
-def test_bf16_deterministic_across_repeats_and_threads() -> None:
-    ours, _, _, x = make("lstm", "tiles")
+@pytest.mark.parametrize("name", ["lstm", "lstm_proj"])
+def test_bf16_deterministic_across_repeats_and_threads(name: str) -> None:
+    ours, _, _, x = make(name, "tiles")
     threads = torch.get_num_threads()
     try:
         with torch.no_grad():
@@ -171,8 +182,9 @@ def initial_states(name: str, shape: str) -> tuple[torch.Tensor, ...]:
     _, B, _, H, layers, bidirectional = SHAPES[shape]
     generator = torch.Generator().manual_seed(2)
     size = (layers * (2 if bidirectional else 1), B, H)
-    states = [torch.randn(size, generator=generator).bfloat16()]
-    if name == "lstm":
+    h_size = (*size[:2], proj_size(name, H) or H)
+    states = [torch.randn(h_size, generator=generator).bfloat16()]
+    if name.startswith("lstm"):
         states.append(torch.randn(size, generator=generator).bfloat16())
     return tuple(states)
 
@@ -204,18 +216,19 @@ def test_bf16_training_within_rounding_of_float32(name: str, shape: str) -> None
 
 
 @needs_bf16
-def test_bf16_training_takes_the_bf16_kernels() -> None:
+@pytest.mark.parametrize("name", ["lstm", "lstm_proj"])
+def test_bf16_training_takes_the_bf16_kernels(name: str) -> None:
     """The gradients differ from the float32 computation's rounded to bf16 (as inference's
     outputs do), so the training comparison above exercised the bf16 kernels."""
-    ours, _, reference, x = make("lstm", "tiles")
-    hx = initial_states("lstm", "tiles")
+    ours, _, reference, x = make(name, "tiles")
+    hx = initial_states(name, "tiles")
     got = grads_of(ours, x, hx, torch.bfloat16)
     in_float32 = grads_of(reference, x, hx, torch.float32)
     assert not all(torch.equal(g, w.bfloat16()) for g, w in zip(got, in_float32, strict=True))
 
 
 @needs_bf16
-@pytest.mark.parametrize("name", ["lstm", "gru"])
+@pytest.mark.parametrize("name", ["lstm", "lstm_proj", "gru"])
 def test_bf16_packed_training_within_rounding(name: str) -> None:
     """Packed steps of any number of rows, bidirectional: the reverse direction's backward
     sees the batch shrink."""
@@ -237,9 +250,10 @@ def test_bf16_packed_training_within_rounding(name: str) -> None:
 
 
 @needs_bf16
-def test_bf16_training_deterministic_across_repeats_and_threads() -> None:
-    ours, _, _, x = make("gru", "tiles")
-    hx = initial_states("gru", "tiles")
+@pytest.mark.parametrize("name", ["gru", "lstm_proj"])
+def test_bf16_training_deterministic_across_repeats_and_threads(name: str) -> None:
+    ours, _, _, x = make(name, "tiles")
+    hx = initial_states(name, "tiles")
     threads = torch.get_num_threads()
     try:
         torch.set_num_threads(2)
@@ -278,7 +292,8 @@ from rnnkernels import _backend
 torch.manual_seed(0)
 results = {"paths": rnnkernels.backend_info()["cpu_paths"]}
 for name, cls, extra in [("lstm", torch.nn.LSTM, {}), ("gru", torch.nn.GRU, {}),
-                         ("rnn", torch.nn.RNN, {"nonlinearity": "relu"})]:
+                         ("rnn", torch.nn.RNN, {"nonlinearity": "relu"}),
+                         ("lstm_proj", torch.nn.LSTM, {"proj_size": 9})]:
     ours = getattr(rnnkernels, "Fused" + cls.__name__)(12, 20, num_layers=2, **extra).bfloat16()
     reference = cls(12, 20, num_layers=2, **extra)
     reference.load_state_dict({k: v.float() for k, v in ours.state_dict().items()})
@@ -297,7 +312,7 @@ print(json.dumps(results))
 
 # ReLU's gradients flip where rounding changes a pre-activation's sign (test above): the
 # fixed bound on gradients is checked for the smooth cells.
-SMOOTH = ("lstm", "gru")
+SMOOTH = ("lstm", "gru", "lstm_proj")
 
 
 def run_capped(isa: str, variable: str = "RNNKERNELS_CPU_ISA") -> dict:
@@ -316,7 +331,7 @@ def test_capped_below_bf16_computes_in_float32() -> None:
     assert results["paths"]["bfloat16"] == "float32"
     assert "environment" in results["paths"]["bfloat16_note"] or \
         "no AVX512_BF16" in results["paths"]["bfloat16_note"]
-    for name in ("lstm", "gru", "rnn"):
+    for name in ("lstm", "gru", "rnn", "lstm_proj"):
         assert results[name]["rounded_equal"], (name, results[name])
     for name in SMOOTH:  # computed in float32, rounded once: half an ulp, one allowed
         assert results[name]["grad_error"] <= ULP, (name, results[name])
@@ -330,7 +345,7 @@ def test_each_bf16_instruction_set_within_rounding(isa: str) -> None:
         pytest.skip(f"this CPU does not run {isa}")
     results = run_capped(isa)
     assert results["paths"]["bfloat16"] == isa
-    for name in ("lstm", "gru", "rnn"):
+    for name in ("lstm", "gru", "rnn", "lstm_proj"):
         assert results[name]["error"] <= 4 * ULP * results[name]["scale"], (name, results[name])
     for name in SMOOTH:
         assert results[name]["grad_error"] <= 4 * ULP, (name, results[name])

@@ -71,17 +71,21 @@ void bf16_forward(const Bf16Forward& p) {
   constexpr int G = Cell::kGates, S = Cell::kSaved;
   constexpr int64_t W = kTileCols;
   constexpr bool kIsLstm = std::is_same_v<Cell, LstmCell>, kIsGru = std::is_same_v<Cell, GruCell>;
-  const int64_t H = p.H, GH = G * H, B = p.batch;
-  const int64_t depth = padded_depth(H), Bp = padded_rows(B);
-  const BlockSplit split(H, W, 1);
+  // h has P units: the projection's rows, or the cell's H (P = H without a projection).
+  const int64_t H = p.H, P = p.P, GH = G * H, B = p.batch;
+  const bool projects = p.w_hr != nullptr;
+  const int64_t depth = padded_depth(P), Bp = padded_rows(B);
+  // The threads split the cell's units, and the projection's output units apart from them.
+  const BlockSplit split(H, W, 1), out_split(P, W, 1);
   const StepOrder& order = p.order;
   const int team_size = split.team_for(p.threads);
   const int64_t x_tiles = (GH + W - 1) / W, ld = x_tiles * W;
   // A step's GEMM reads h rows as they lie in the output unless a tile would run past
   // their ends (a step of a packed batch may have any number of rows); then each thread
   // copies them into its own padded block first. The input projection likewise reads x
-  // itself or a padded copy.
-  const bool pads_h = H % kTileDepth != 0 || B % kTileRows != 0;
+  // itself or a padded copy, and the projection the rows of r.
+  const bool pads_h = P % kTileDepth != 0 || B % kTileRows != 0;
+  const bool pads_r = H % kTileDepth != 0 || B % kTileRows != 0;
   const bool pads_x = p.I % kTileDepth != 0 || p.total % kTileRows != 0;
   bool grows = false;
   for (int64_t k = 1; k < order.steps; ++k) grows = grows || order.rows[k] > order.rows[k - 1];
@@ -89,17 +93,22 @@ void bf16_forward(const Bf16Forward& p) {
   // (a gate's partial last tile spills 16 - H % 16 columns into the next gate's first
   // units, which that gate's GEMM writes after it, or past G*H into the row's padding);
   // h [H] and, in inference, saved values [S*H] (discarded) in float; the padded h block
-  // [Bp][depth] in bf16; whole cache lines each, for the tile loads and stores.
+  // [Bp][depth] in bf16; projecting, the projection's results [Bp][ld_out] and the padded
+  // r block [Bp][padded_depth(H)]; whole cache lines each, for the tile loads and stores.
   const auto lines = [](int64_t floats) { return (floats + 15) / 16 * 16; };
-  const int64_t ld_sums = lines(GH + W);
-  const int64_t per_thread = Bp * ld_sums + lines(H) + lines(S * H) +
-                             lines(slots_for_bf16(Bp * depth));
+  const int64_t ld_sums = lines(GH + W), ld_out = out_split.most_in_all(team_size) * W;
+  const int64_t per_thread =
+      Bp * ld_sums + lines(H) + lines(S * H) + lines(slots_for_bf16(Bp * depth)) +
+      (projects ? Bp * ld_out + lines(slots_for_bf16(Bp * padded_depth(H))) : 0);
   const int64_t total_rows = padded_rows(p.total);
+  const bool keeps = p.saved != nullptr;
   const CallBuffers<float> buffers(
       {total_rows * ld, ld, pads_x ? slots_for_bf16(total_rows * padded_depth(p.I)) : 0,
        slots_for_bf16(x_tiles * tile_values(p.I)),
-       slots_for_bf16(split.blocks * G * tile_values(H)), split.blocks * G * W,
-       grows ? slots_for_bf16(B * H) : 0, team_size * per_thread});
+       slots_for_bf16(split.blocks * G * tile_values(P)), split.blocks * G * W,
+       grows ? slots_for_bf16(B * P) : 0, team_size * per_thread,
+       projects ? slots_for_bf16(out_split.blocks * tile_values(H)) : 0,
+       projects && !keeps ? slots_for_bf16(B * H) : 0});
   float* const xg = buffers[0];
   float* const x_bias = buffers[1];
   bf16_bits* const x_padded = reinterpret_cast<bf16_bits*>(buffers[2]);
@@ -108,6 +117,9 @@ void bf16_forward(const Bf16Forward& p) {
   float* const h_bias = buffers[5];
   bf16_bits* const joined = reinterpret_cast<bf16_bits*>(buffers[6]);
   float* const scratch = buffers[7];
+  bf16_bits* const out_panels = reinterpret_cast<bf16_bits*>(buffers[8]);
+  // r = o * tanh(c) in bf16, what the projection reads: kept for backward, or one step's.
+  bf16_bits* const r_step = reinterpret_cast<bf16_bits*>(buffers[9]);
 
   // Cells that read only xg + hg take both biases in the input projection; GRU keeps b_hh
   // with the recurrent sums (r scales them).
@@ -125,47 +137,56 @@ void bf16_forward(const Bf16Forward& p) {
 #pragma omp parallel num_threads(team_size) if (team_size > 1)
   {
     const int tid = omp_get_thread_num(), team = omp_get_num_threads();
-    const Blocks mine(split, tid, team);
+    const Blocks mine(split, tid, team), outs(out_split, tid, team);
     const int64_t tiles_mine = mine.last - mine.first;  // per gate
     // Tile (g, jb) of the panels, and its bias lanes: a gate's tiles are consecutive.
     const auto tile = [&](int g, int64_t jb) { return g * split.blocks + jb; };
     for (int64_t jb = mine.first; jb < mine.last; ++jb) {
       const int64_t count = std::min(W, H - jb * W);
       for (int g = 0; g < G; ++g) {
-        pack_vnni_tile(p.w_hh + (g * H + jb * W) * H, H, count, H,
-                       panels + tile(g, jb) * tile_values(H));
+        pack_vnni_tile(p.w_hh + (g * H + jb * W) * P, P, count, P,
+                       panels + tile(g, jb) * tile_values(P));
         for (int64_t lane = 0; h_biased && lane < W; ++lane) {
           h_bias[tile(g, jb) * W + lane] = lane < count ? p.b_hh[g * H + jb * W + lane] : 0.f;
         }
       }
+    }
+    for (int64_t jb = outs.first; projects && jb < outs.last; ++jb) {
+      pack_vnni_tile(p.w_hr + jb * W * H, H, std::min(W, P - jb * W), H,
+                     out_panels + jb * tile_values(H));
     }
     const TileSession tiles_on;
     float* sums = scratch + tid * per_thread;
     float* h = sums + Bp * ld_sums;
     float* discarded = h + lines(H);
     bf16_bits* h_padded = reinterpret_cast<bf16_bits*>(discarded + lines(S * H));
+    float* out_sums = reinterpret_cast<float*>(h_padded) + lines(slots_for_bf16(Bp * depth));
+    bf16_bits* r_padded = reinterpret_cast<bf16_bits*>(out_sums + Bp * ld_out);
     int64_t prev = -1;
-    const bool keeps = p.saved != nullptr;
     for (int64_t k = 0; k < order.steps; ++k) {
       const int64_t n = order.rows[k], off = order.offsets[k];
       if (n == 0) continue;
-      const bf16_bits* h_in = step_input(order, k, prev, H, p.h0, p.output, joined);
+      const bf16_bits* h_in = step_input(order, k, prev, P, p.h0, p.output, joined);
       if (tiles_mine > 0) {
         const bool pads = pads_h || n % kTileRows != 0;
-        if (pads) pad_rows(h_in, H, n, H, h_padded);
+        if (pads) pad_rows(h_in, P, n, P, h_padded);
         for (int g = 0; g < G; ++g) {  // in gate order: see ld_sums
-          bf16_gemm(n, pads ? h_padded : h_in, pads ? depth : H, H,
-                    panels + tile(g, mine.first) * tile_values(H), tiles_mine,
+          bf16_gemm(n, pads ? h_padded : h_in, pads ? depth : P, P,
+                    panels + tile(g, mine.first) * tile_values(P), tiles_mine,
                     h_biased ? h_bias + tile(g, mine.first) * W : nullptr,
                     sums + g * H + mine.j0, ld_sums);
         }
       }
       if (tid == 0) count_step_rows(n);
+      // Where the cell's h_t goes: the output, or r's rows for the projection.
+      bf16_bits* const cell_out = !projects ? p.output + off * H
+                                  : keeps   ? p.r_seq + off * H
+                                            : r_step;
       for (int64_t r = 0; r < n; ++r) {
         const int64_t row = off + r;
         if (keeps) {
-          std::memcpy(p.h_prev + row * H + mine.j0, h_in + r * H + mine.j0,
-                      mine.width * sizeof(bf16_bits));
+          std::memcpy(p.h_prev + row * P + outs.j0, h_in + r * P + outs.j0,
+                      outs.width * sizeof(bf16_bits));
           if (kIsLstm) {
             std::memcpy(p.c_prev + row * H + mine.j0, p.c + r * H + mine.j0,
                         mine.width * sizeof(float));
@@ -177,13 +198,27 @@ void bf16_forward(const Bf16Forward& p) {
                                       kIsLstm ? p.c + r * H : nullptr,
                                       keeps ? p.saved + row * S * H : discarded, H};
         cell_units<false, Cell>(step, 0, mine.j0, mine.j0 + mine.width);
-        store_bf16(h + mine.j0, p.output + row * H + mine.j0, mine.width);
+        store_bf16(h + mine.j0, cell_out + r * H + mine.j0, mine.width);
+      }
+      if (projects) {
+        // h_t = r w_hr^T on this thread's output units, once every unit of r is written.
+        step_done.wait(tid, team);
+        if (outs.last > outs.first) {
+          const bool pads = pads_r || n % kTileRows != 0;
+          if (pads) pad_rows(cell_out, H, n, H, r_padded);
+          bf16_gemm(n, pads ? r_padded : cell_out, pads ? padded_depth(H) : H, H,
+                    out_panels + outs.first * tile_values(H), outs.last - outs.first, nullptr,
+                    out_sums, ld_out);
+          for (int64_t r = 0; r < n; ++r) {
+            store_bf16(out_sums + r * ld_out, p.output + (off + r) * P + outs.j0, outs.width);
+          }
+        }
       }
       prev = k;
       step_done.wait(tid, team);
     }
   }
-  gather_last_states(order, B, H, p.h0, p.output, p.h_n);
+  gather_last_states(order, B, P, p.h0, p.output, p.h_n);
 }
 
 }  // namespace
