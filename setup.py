@@ -77,7 +77,8 @@ def extension_modules() -> tuple[list, dict]:
                "csrc/step_ops.cpp", "csrc/workspace.cpp", "csrc/cell_call.cpp",
                "csrc/operands.cpp", "csrc/cell_step.cpp", "csrc/stream_call.cpp",
                "csrc/cpu/pointwise.cpp", "csrc/cpu/persistent.cpp",
-               "csrc/cpu/single_step.cpp", "csrc/cpu/dot_gemm.cpp", "csrc/cpu/bf16_layer.cpp"]
+               "csrc/cpu/single_step.cpp", "csrc/cpu/dot_gemm.cpp", "csrc/cpu/bf16_layer.cpp",
+               "csrc/cpu/huge_pages.cpp"]
     cpu_capability_sources = ["csrc/cpu/isa_default.cpp", "csrc/cpu/isa_avx2.cpp",
                               "csrc/cpu/isa_avx512.cpp", "csrc/cpu/isa_avx512_bf16.cpp",
                               "csrc/cpu/isa_amx.cpp"]

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "bf16_layer.h"
+#include "cpu/huge_pages.h"
 #include "operands.h"
 #include "persistent.h"
 #include "pointwise.h"
@@ -55,7 +56,10 @@ Schedule make_schedule(const Tensor& x, at::IntArrayRef batch_sizes) {
 // is given.
 Tensor empty_like_rows(const Tensor& x, int64_t width,
                        std::optional<at::ScalarType> dtype = std::nullopt) {
-  return at::empty(rows_shape(x, width), x.options().dtype(dtype.value_or(x.scalar_type())));
+  Tensor rows =
+      at::empty(rows_shape(x, width), x.options().dtype(dtype.value_or(x.scalar_type())));
+  advise_huge_pages(rows);
+  return rows;
 }
 
 Tensor rows_of(const Tensor& t, int64_t begin, int64_t count) { return t.narrow(0, begin, count); }
@@ -306,6 +310,8 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> layer
     const auto f32 = x.options().dtype(at::kFloat);
     dxg = at::empty({N, G * H}, x.options());
     dhg = is_gru ? at::empty({N, G * H}, x.options()) : dxg;
+    advise_huge_pages(dxg);
+    if (is_gru) advise_huge_pages(dhg);
     dh = grad_h_n.to(at::kFloat).contiguous();
     dc = is_lstm ? grad_c_n->to(at::kFloat).contiguous() : Tensor();
     db_ih = has_bias ? at::empty({G * H}, f32) : Tensor();
