@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
 import rnnkernels
 from rnnkernels import _backend
-from rnnkernels.benchmark import cli, report
+from rnnkernels.benchmark import cli, implementations, report
 from rnnkernels.benchmark.configs import Shape, flops, parse_shape, standard_sweep
 from rnnkernels.benchmark.single_step import USES
 
@@ -171,3 +172,99 @@ def test_readme_targets_follow_the_numbers() -> None:
         in targets
     assert "| LSTM geomean, autocast | >= 1.3x | 1.10x | no |" in targets
     assert "| >= 60% | 70% | yes |" in targets
+
+
+def _shape(cell: str = "lstm", T: int = 100, B: int = 64, I: int = 512, H: int = 512,
+           **extra) -> Shape:
+    return Shape(cell, T, B, I, H, **extra)
+
+
+H200 = implementations.GpuTraits(9, 0, 132)
+A40 = implementations.GpuTraits(8, 6, 84)
+
+
+@pytest.mark.parametrize("shape, dtype, forward, gpu, algorithm", [
+    (_shape(), torch.float32, True, H200, "standard"),
+    (_shape(H=192), torch.float32, True, H200, "small-H persistent"),
+    (_shape(H=192), torch.float32, False, H200, "standard"),
+    (_shape(H=128), torch.bfloat16, False, H200, "small-H persistent"),
+    (_shape("rnn", H=384), torch.float32, True, H200, "small-H persistent"),
+    (_shape("rnn", H=384), torch.float32, False, H200, "standard"),
+    (_shape(H=64, packed=True), torch.float32, True, H200, "standard"),
+    (_shape(H=64), torch.float64, True, H200, "standard"),
+    (_shape(), torch.float16, True, H200, "persistent"),
+    (_shape(B=60), torch.float16, True, H200, "standard"),
+    (_shape(layers=2), torch.float16, True, H200, "standard"),
+    (_shape("gru"), torch.float16, True, H200, "standard"),
+    (_shape("rnn", B=96, H=896, I=896), torch.float16, True, H200, "standard"),
+    (_shape("rnn", B=88, H=896, I=896), torch.float16, True, H200, "persistent"),
+    (_shape(), torch.float16, True, A40, "standard"),
+    (_shape(), torch.bfloat16, True, H200, "standard"),
+])
+def test_cudnn_algorithm_follows_pytorch_rules(shape, dtype, forward, gpu, algorithm) -> None:
+    assert implementations.cudnn_algorithm(shape, dtype, forward, gpu) == algorithm
+
+
+def test_cuda_label_names_both_passes_algorithms(monkeypatch) -> None:
+    monkeypatch.setattr(torch.backends.cudnn, "is_available", lambda: True)
+    label = implementations.nn_path(_shape(H=192), "cuda", torch.float32, H200)
+    assert label == "cuDNN small-H persistent, backward standard"
+    assert implementations.nn_path(_shape(), "cuda", torch.float32, H200) == "cuDNN standard"
+
+
+def _tiny(tmp_path, *extra: str) -> list[str]:
+    return ["--shape", "3,2,4,5", "--repeats", "5", "--budget", "0.01", "--modes", "fwd",
+            "--dtypes", "float32", "--impls", "nn", "python", "--out-dir", str(tmp_path),
+            "--name", "run", "--no-plot", *extra]
+
+
+def test_a_mismatch_aborts_or_is_recorded(tmp_path, monkeypatch) -> None:
+    from rnnkernels.benchmark import runner
+
+    monkeypatch.setitem(runner.CHECK_ATOL, torch.float32, -1.0)  # every comparison fails
+    assert cli.main(_tiny(tmp_path)) == 1
+    assert cli.main(_tiny(tmp_path, "--on-mismatch", "record")) == 0
+    rows = json.loads((tmp_path / "run.json").read_text())["results"]
+    assert rows and all("differs from" in r["mismatches"][0] for r in rows)
+
+
+def test_the_json_is_written_after_each_case(tmp_path, monkeypatch) -> None:
+    """A run cut short (a time limit's SIGINT) still leaves the cases it timed."""
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "per_step_us", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        cli.main(_tiny(tmp_path, "--cells", "lstm", "gru"))
+    rows = json.loads((tmp_path / "run.json").read_text())["results"]
+    assert {r["shape"]["cell"] for r in rows} == {"lstm", "gru"}
+    assert all(r["mismatches"] == [] for r in rows)
+
+
+def test_tf32_flags_are_set_and_recorded(tmp_path) -> None:
+    previous = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    try:
+        for setting in ("on", "off"):
+            assert cli.main(_tiny(tmp_path, "--tf32", setting)) == 0
+            env = json.loads((tmp_path / "run.json").read_text())["environment"]
+            assert env["tf32"] == {"cudnn": setting == "on", "cuda_matmul": setting == "on"}
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = previous
+
+
+def test_gpu_check_stops_without_the_cuda_backend(tmp_path) -> None:
+    """On a machine whose build has no CUDA kernels the GPU check stops after writing the
+    environment and backend_info, before any test or benchmark."""
+    if rnnkernels.backend_info()["available"]["cuda"]:
+        pytest.skip("the cuda backend is available here")
+    import os
+    import subprocess
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_check.sh"
+    done = subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=120,
+                          env=dict(os.environ, OUT=str(tmp_path), RNNKERNELS_GPU_CHECK_BUILT="1"))
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "stopping: no CUDA kernels to test" in done.stdout
+    assert json.loads((tmp_path / "backend_info.json").read_text())["available"]["cuda"] is False
+    assert not (tmp_path / "cuda-tests.log").exists()

@@ -19,7 +19,7 @@ from .single_step import table as single_step_table
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16,
           "float16": torch.float16}
-IMPLEMENTATIONS = ["nn", "nn-nocudnn", "cpp", "cuda", "python", "compile-python"]
+IMPLEMENTATIONS = ["nn", "nn-tf32", "nn-nocudnn", "cpp", "cuda", "python", "compile-python"]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -32,7 +32,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         default=["nn", "nn-nocudnn", "cpp", "cuda"],
                         help="implementations; missing backends are skipped. 'python' is our "
                              "plain-torch fallback, slow on long sequences, so not in the "
-                             "default (default: %(default)s)")
+                             "default; 'nn-tf32' is nn on CUDA with cuDNN's TF32 allowed "
+                             "whatever --tf32 says, timed but not checked (default: "
+                             "%(default)s)")
     parser.add_argument("--dtypes", nargs="+", choices=list(DTYPES),
                         help="default: float32, and bfloat16 on a CPU with bf16 kernels "
                              "(backend_info()['cpu_paths'])")
@@ -51,6 +53,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--budget", type=float, default=2.0,
                         help="seconds of timed rounds per case and mode (at least 5 rounds)")
     parser.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's)")
+    parser.add_argument("--tf32", choices=["on", "off"],
+                        help="set torch's TF32 flags for cuDNN and CUDA matmuls for the run "
+                             "(default: as they are; cuDNN's is on, matmul's off); the JSON "
+                             "records them")
+    parser.add_argument("--on-mismatch", choices=["abort", "record"], default="abort",
+                        help="an implementation disagreeing with nn stops the run, or is "
+                             "recorded in its rows and timed all the same (default: "
+                             "%(default)s)")
     parser.add_argument("--out-dir", type=Path, default=Path("benchmark-results"))
     parser.add_argument("--name", default=None, help="file stem (default: bench-<device>)")
     parser.add_argument("--no-plot", action="store_true")
@@ -86,6 +96,12 @@ def default_modes(device: str) -> list[str]:
     return ["fwd", "train"] + ([AUTOCAST] if "bfloat16" in default_dtypes(device) else [])
 
 
+def _ceilings(rows: list[dict], dtypes: list[str]) -> dict[str, float]:
+    """Each case's ceiling is its own (runner.run_case); the run's is their median."""
+    return {name: statistics.median(r["gemm_ceiling_gflops"] for r in rows if r["dtype"] == name)
+            for name in dtypes if any(r["dtype"] == name for r in rows)}
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.compare:
@@ -95,6 +111,8 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.tf32:
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = args.tf32 == "on"
     devices = args.devices or (["cuda"] if torch.cuda.is_available() else ["cpu"])
     for device in devices:
         if device == "cuda" and not torch.cuda.is_available():
@@ -104,21 +122,21 @@ def main(argv: list[str] | None = None) -> int:
         modes = args.modes or default_modes(device)
         todo = [(shape, name) for shape in cases(args, device) for name in dtypes]
         rows: list[dict] = []
+        stem = args.name or f"bench-{device}"
+        json_path = args.out_dir / f"{stem}.json"
+        env = report.environment(device)
         for shape, dtype_name in tqdm(todo, desc=f"benchmark on {device}", file=sys.stderr):
             try:
                 rows += run_case(shape, args.impls, device, DTYPES[dtype_name], modes,
-                                 args.repeats, args.budget)
+                                 args.repeats, args.budget, args.on_mismatch)
             except MismatchError as error:
                 print(f"ABORTED: {error}", file=sys.stderr)
                 return 1
+            # After every case: a run cut short still leaves what it timed.
+            report.write_json(json_path, env, _ceilings(rows, dtypes), rows, None)
         step_us = per_step_us(device, args.repeats, args.budget)
         single = single_step_rows(args.repeats, args.budget) if device == "cpu" else None
-        # Each case's ceiling is its own (runner.run_case); the run's is their median.
-        ceilings = {name: statistics.median(r["gemm_ceiling_gflops"] for r in rows
-                                            if r["dtype"] == name)
-                    for name in dtypes if any(r["dtype"] == name for r in rows)}
-        stem = args.name or f"bench-{device}"
-        env = report.environment(device)
+        ceilings = _ceilings(rows, dtypes)
         print(f"\n{device}: {env['gpu'] or env['cpu']}, torch {env['torch']}, "
               f"{env['threads']} threads; GEMM ceiling (median of the cases') "
               + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in ceilings.items()))
@@ -127,7 +145,6 @@ def main(argv: list[str] | None = None) -> int:
             print(f"ours, {cell} B=1 H=64: {us:.2f} us per step (2T minus T steps, float32)")
         if single:
             print("\nOne step at a time (per step, 50-step loops):\n" + single_step_table(single))
-        json_path = args.out_dir / f"{stem}.json"
         report.write_json(json_path, env, ceilings, rows, step_us, single)
         print(f"wrote {json_path}")
         if not args.no_plot:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -23,17 +24,84 @@ class Implementation:
     # A no_grad forward on the case's input, set by the runner for the correctness gate.
     run_forward: Callable[[], object] | None = None
     context: Callable[[], object] | None = None  # e.g. cuDNN switched off around the call
+    # Whether the correctness gate compares it with torch.nn: not for nn itself under
+    # other numerics (TF32), timed for reference only.
+    checked: bool = True
 
 
-def nn_path(shape: Shape, device: str, dtype: torch.dtype) -> str:
-    """Which kernel torch.nn runs for this case, as far as PyTorch's dispatch rules tell."""
+@dataclass(frozen=True)
+class GpuTraits:
+    """What PyTorch's choice of cuDNN RNN algorithm reads of the GPU."""
+    major: int
+    minor: int
+    multiprocessors: int
+
+    @staticmethod
+    def current() -> GpuTraits:
+        props = torch.cuda.get_device_properties(torch.cuda.current_device())
+        return GpuTraits(props.major, props.minor, props.multi_processor_count)
+
+
+def _persistent_suits_device(shape: Shape, gpu: GpuTraits) -> bool:
+    """PyTorch's device rule for cuDNN's persistent algorithm (float16 only): Volta except
+    Turing at some batch and length combinations; sm_80+ with 98 or more SMs except sm_x6,
+    where LSTM takes batches that are multiples of 8 up to 128, RNN the same but not
+    B >= 96 with H >= 896, and GRU never."""
+    B, T, H = shape.B, shape.T, shape.H
+    if gpu.major == 7:
+        if gpu.minor == 5:
+            return False
+        return ((B % 16 == 0 and B not in (80, 112)) or B == 8) and (
+            (T >= 40 and B <= 128) or (T >= 20 and B <= 96) or (T >= 10 and B <= 32))
+    if gpu.major >= 8 and gpu.multiprocessors >= 98 and gpu.minor != 6:
+        if shape.cell == "gru":
+            return False
+        if shape.cell == "lstm":
+            return B % 8 == 0 and B <= 128
+        return B % 8 == 0 and B <= 128 and (B < 96 or H < 896)
+    return False
+
+
+def cudnn_algorithm(shape: Shape, dtype: torch.dtype, forward: bool, gpu: GpuTraits) -> str:
+    """The cuDNN RNN algorithm torch.nn asks for (PyTorch's get_algo in
+    aten/src/ATen/native/cudnn/RNN.cpp, a forward or a backward pass): "small-H persistent"
+    for small hidden sizes on any padded input but float64, "persistent" in float16 on
+    single-layer one-way networks whose sizes are multiples of 128 where the device rule
+    allows, else "standard" (always for packed input)."""
+    if shape.packed or dtype == torch.float64 or gpu.major < 6:
+        small_h = False
+    elif shape.cell == "rnn":
+        small_h = shape.H <= (384 if forward else 256)
+    else:
+        small_h = shape.H <= (192 if forward else 128)
+    if small_h:
+        return "small-H persistent"
+    if (dtype == torch.float16 and not shape.packed and shape.layers == 1
+            and not shape.bidirectional and shape.H <= 1024 and shape.H % 128 == 0
+            and shape.I % 128 == 0 and _persistent_suits_device(shape, gpu)):
+        return "persistent"
+    return "standard"
+
+
+def nn_path(shape: Shape, device: str, dtype: torch.dtype, gpu: GpuTraits | None = None) -> str:
+    """Which kernel torch.nn runs for this case, as far as PyTorch's dispatch rules tell: on
+    CUDA cuDNN's algorithms of the forward and the backward pass."""
     if device == "cuda":
-        # PyTorch's cuDNN RNN always asks for CUDNN_RNN_ALGO_STANDARD.
-        return "cuDNN, standard algo" if torch.backends.cudnn.is_available() else "aten"
+        if not torch.backends.cudnn.is_available():
+            return "aten"
+        gpu = gpu or GpuTraits.current()
+        forward = cudnn_algorithm(shape, dtype, True, gpu)
+        backward = cudnn_algorithm(shape, dtype, False, gpu)
+        return f"cuDNN {forward}" + ("" if backward == forward else f", backward {backward}")
     if shape.cell == "lstm" and torch.backends.mkldnn.is_available() and \
             dtype in (torch.float32, torch.bfloat16):
         return "oneDNN"
     return "aten"
+
+
+def _tf32_on() -> contextlib.AbstractContextManager:
+    """cuDNN with TF32 allowed (its default), whatever the run's flags are."""
+    return torch.backends.cudnn.flags(enabled=True, allow_tf32=True)
 
 
 def build(shape: Shape, names: list[str], device: str, dtype: torch.dtype) -> list[Implementation]:
@@ -44,6 +112,10 @@ def build(shape: Shape, names: list[str], device: str, dtype: torch.dtype) -> li
     for name in names:
         if name == "nn":
             found.append(Implementation(f"nn ({nn_path(shape, device, dtype)})", reference))
+        elif name == "nn-tf32":
+            if device == "cuda":
+                found.append(Implementation(f"nn ({nn_path(shape, device, dtype)}, TF32)",
+                                            reference, context=_tf32_on, checked=False))
         elif name == "nn-nocudnn":
             if device == "cuda":
                 found.append(Implementation("nn (cuDNN off)", reference,

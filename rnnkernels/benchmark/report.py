@@ -44,6 +44,9 @@ def environment(device: str) -> dict:
         "cpu_count": os.cpu_count(),
         "threads": torch.get_num_threads(),
         "device": device,
+        # Whether float32 GEMMs and cuDNN may round operands to TF32 (CUDA only).
+        "tf32": {"cudnn": torch.backends.cudnn.allow_tf32,
+                 "cuda_matmul": torch.backends.cuda.matmul.allow_tf32},
         "rnnkernels": rnnkernels.backend_info(),
     }
 
@@ -53,15 +56,17 @@ def _format_bytes(value: int | None) -> str:
 
 
 def table(rows: list[dict]) -> str:
-    header = (f"{'case':<44} {'mode':<8} {'implementation':<24} {'median ms':>10} {'IQR ms':>8} "
-              f"{'vs nn':>6} {'GFLOP/s':>8} {'% ceil':>6} {'memory':>11}")
+    width = max([24, *(len(row["impl"]) for row in rows)])  # cuDNN's labels run long
+    header = (f"{'case':<44} {'mode':<8} {'implementation':<{width}} {'median ms':>10} "
+              f"{'IQR ms':>8} {'vs nn':>6} {'GFLOP/s':>8} {'% ceil':>6} {'memory':>11}")
     lines = [header, "-" * len(header)]
     previous = None
     for row in rows:
         case = f"{row['case']} {row['dtype']}" if (row["case"], row["mode"]) != previous else ""
         previous = (row["case"], row["mode"])
-        lines.append(f"{case:<44} {row['mode']:<8} {row['impl']:<24} {row['median_ms']:>10.3f} "
-                     f"{row['iqr_ms']:>8.3f} {row['speedup_vs_nn']:>5.2f}x {row['gflops']:>8.1f} "
+        lines.append(f"{case:<44} {row['mode']:<8} {row['impl']:<{width}} "
+                     f"{row['median_ms']:>10.3f} {row['iqr_ms']:>8.3f} "
+                     f"{row['speedup_vs_nn']:>5.2f}x {row['gflops']:>8.1f} "
                      f"{row['pct_of_gemm_ceiling']:>5.0f}% {_format_bytes(row['memory_bytes']):>11}")
     return "\n".join(lines)
 

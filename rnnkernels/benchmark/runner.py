@@ -22,7 +22,8 @@ CEILING_BUDGET_S = 0.25
 
 
 class MismatchError(RuntimeError):
-    """An implementation disagrees with torch.nn; the benchmark stops."""
+    """An implementation disagrees with torch.nn; the benchmark stops (unless it records
+    the disagreement and goes on: run_case's on_mismatch)."""
 
 
 def make_input(shape: Shape, device: str, dtype: torch.dtype, seed: int = 0):
@@ -66,15 +67,20 @@ def _step(impl: Implementation, x, mode: str) -> Callable[[], object]:
     return forward if mode == "fwd" else train
 
 
-def check_against_nn(impls: list[Implementation], x, dtype: torch.dtype, case: str) -> None:
+def check_against_nn(impls: list[Implementation], x, dtype: torch.dtype, case: str) -> list[str]:
+    """Each disagreement of an implementation with the first (torch.nn), as a message."""
     reference = [t.float() for t in _output_tensors(impls[0].run_forward())]
+    mismatches = []
     for impl in impls[1:]:
+        if not impl.checked:
+            continue
         got = [t.float() for t in _output_tensors(impl.run_forward())]
         for index, (g, w) in enumerate(zip(got, reference)):
             error = (g - w).abs().max().item() if g.numel() else 0.0
             if not error <= CHECK_ATOL[dtype]:
-                raise MismatchError(f"{case}: {impl.name} differs from {impls[0].name} in output "
-                                    f"{index} by {error:.3g} (allowed {CHECK_ATOL[dtype]:.1g})")
+                mismatches.append(f"{case}: {impl.name} differs from {impls[0].name} in output "
+                                  f"{index} by {error:.3g} (allowed {CHECK_ATOL[dtype]:.1g})")
+    return mismatches
 
 
 @contextlib.contextmanager
@@ -112,9 +118,11 @@ def memory_bytes(fn: Callable[[], object], device: str, mode: str) -> int | None
 
 
 def run_case(shape: Shape, impl_names: list[str], device: str, dtype: torch.dtype, modes: list[str],
-             repeats: int, budget_s: float) -> list[dict]:
-    """One row per implementation and mode. The GEMM ceiling of a mode is the faster of a
-    1024^3 product timed just before and just after its rounds: this machine's speed
+             repeats: int, budget_s: float, on_mismatch: str = "abort") -> list[dict]:
+    """One row per implementation and mode. A disagreement with torch.nn raises
+    MismatchError, or with on_mismatch="record" is kept in each of the case's rows
+    ("mismatches") and the case is timed all the same. The GEMM ceiling of a mode is the
+    faster of a 1024^3 product timed just before and just after its rounds: this machine's speed
     drifts over minutes, so a ceiling timed elsewhere in the run would compare the case
     with another state of the machine (one 235 GFLOP/s burst once made every case look
     slow); the faster of the two, since a slow moment would flatter the case."""
@@ -123,8 +131,11 @@ def run_case(shape: Shape, impl_names: list[str], device: str, dtype: torch.dtyp
     x, tokens = make_input(shape, device, dtype)
     for impl in impls:
         impl.run_forward = _step(impl, x, "fwd")
+    mismatches = []
     if impls and impls[0].name.startswith("nn"):
-        check_against_nn(impls, x, dtype, shape.key())
+        mismatches = check_against_nn(impls, x, dtype, shape.key())
+    if mismatches and on_mismatch != "record":
+        raise MismatchError("; ".join(mismatches))
     rows = []
     # Autocast rows are float32 modules computing in bf16: the bf16 ceiling is theirs.
     modes = [m for m in modes if m != AUTOCAST or dtype == torch.float32]
@@ -148,5 +159,6 @@ def run_case(shape: Shape, impl_names: list[str], device: str, dtype: torch.dtyp
                 "gflops": gflops, "flop": work, "gemm_ceiling_gflops": ceiling,
                 "pct_of_gemm_ceiling": 100.0 * gflops / ceiling,
                 "memory_bytes": memory_bytes(fns[impl.name], device, mode),
+                "mismatches": mismatches,
             })
     return rows
