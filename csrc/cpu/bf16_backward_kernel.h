@@ -8,10 +8,10 @@
 // bf16 into dxg / dhg and adds their float32 values to the bias gradients of its columns;
 // one barrier; then each thread's GEMM reads the step's whole bf16 dhg rows and writes
 // dh_{t-1} on its h units, and adds the next step's output gradient there. A projected
-// LSTM first turns dh_t into the cell's gradient, dh_t w_hr on the thread's units, from
-// dh_t's bf16 rows (dh_seq, which w_hr's gradient reads too): every thread's h units of
-// them are written, so a second barrier precedes that GEMM. Nothing another thread writes
-// is read before the barrier that follows its writing.
+// LSTM first turns dh_t into the cell's gradient, dh_t w_hr on the thread's units: that
+// GEMM reads dh_t's bf16 rows whole (dh_seq, which w_hr's gradient reads too), each
+// thread having written its h units of them, so a second barrier precedes it. Nothing
+// another thread writes is read before the barrier that follows its writing.
 namespace rnnk {
 namespace CPU_CAPABILITY {
 namespace {

@@ -7,8 +7,10 @@
 // previous step's output rows (h in bf16, as the output keeps it) and write float32 gate
 // sums for its units where a [G*H] row keeps them, so the cell math reads them in place,
 // in float32, and the thread rounds its units of h_t to bf16 into the output row; one
-// barrier per step. For backward each thread also keeps its units'
-// gate values, h_{t-1} and c_{t-1} of every step.
+// barrier per step. A projected LSTM rounds r = o * tanh(c) instead, and after a second
+// barrier each thread's GEMM over its blocks of w_hr's rows writes its units of h_t. For
+// backward each thread also keeps its units' gate values, h_{t-1} and c_{t-1} (and r) of
+// every step.
 #include <omp.h>
 
 #include <algorithm>
