@@ -161,27 +161,38 @@ inline void amx_block(const bf16_bits* a, int64_t lda, int64_t depth, const bf16
   if (MR > 1 && NR > 1) _tile_stored(3, out + kTileRows * ldo + 16, o_bytes);
 }
 
+// Column tiles (whole pairs) whose panels, 768 KiB of them, stay in L2 while every row
+// block of A passes over them: without that, a GEMM whose panels outgrow L2 (the input
+// projection at H = 1024: 8 MiB) reads them all again for every 32 rows.
+inline int64_t l2_column_tiles(int64_t K) {
+  constexpr int64_t kPanelBytes = int64_t{768} << 10;
+  return std::max<int64_t>(2, kPanelBytes / (tile_values(K) * 2) / 2 * 2);
+}
+
 void bf16_gemm(int64_t M, const bf16_bits* a, int64_t lda, int64_t K, const bf16_bits* panel,
                int64_t C, const float* bias, float* out, int64_t ldo) {
   const int64_t depth = padded_depth(K), stride = tile_values(K);
-  const int64_t row_blocks = padded_rows(M) / kTileRows;
-  for (int64_t rb = 0; rb < row_blocks; rb += 2) {
-    const bool two_rows = rb + 1 < row_blocks;
-    const bf16_bits* a_rows = a + rb * kTileRows * lda;
-    float* o_rows = out + rb * kTileRows * ldo;
-    for (int64_t c = 0; c < C; c += 2) {
-      const bool two_cols = c + 1 < C;
-      const bf16_bits* p = panel + c * stride;
-      const float* s = bias != nullptr ? bias + c * 16 : nullptr;
-      float* o = o_rows + c * 16;
-      if (two_rows && two_cols) {
-        amx_block<2, 2>(a_rows, lda, depth, p, stride, s, o, ldo);
-      } else if (two_rows) {
-        amx_block<2, 1>(a_rows, lda, depth, p, stride, s, o, ldo);
-      } else if (two_cols) {
-        amx_block<1, 2>(a_rows, lda, depth, p, stride, s, o, ldo);
-      } else {
-        amx_block<1, 1>(a_rows, lda, depth, p, stride, s, o, ldo);
+  const int64_t row_blocks = padded_rows(M) / kTileRows, block = l2_column_tiles(K);
+  for (int64_t c0 = 0; c0 < C; c0 += block) {
+    const int64_t c1 = std::min(C, c0 + block);
+    for (int64_t rb = 0; rb < row_blocks; rb += 2) {
+      const bool two_rows = rb + 1 < row_blocks;
+      const bf16_bits* a_rows = a + rb * kTileRows * lda;
+      float* o_rows = out + rb * kTileRows * ldo;
+      for (int64_t c = c0; c < c1; c += 2) {
+        const bool two_cols = c + 1 < c1;
+        const bf16_bits* p = panel + c * stride;
+        const float* s = bias != nullptr ? bias + c * 16 : nullptr;
+        float* o = o_rows + c * 16;
+        if (two_rows && two_cols) {
+          amx_block<2, 2>(a_rows, lda, depth, p, stride, s, o, ldo);
+        } else if (two_rows) {
+          amx_block<2, 1>(a_rows, lda, depth, p, stride, s, o, ldo);
+        } else if (two_cols) {
+          amx_block<1, 2>(a_rows, lda, depth, p, stride, s, o, ldo);
+        } else {
+          amx_block<1, 1>(a_rows, lda, depth, p, stride, s, o, ldo);
+        }
       }
     }
   }
