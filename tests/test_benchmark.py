@@ -241,15 +241,15 @@ def test_the_json_is_written_after_each_case(tmp_path, monkeypatch) -> None:
     assert all(r["mismatches"] == [] for r in rows)
 
 
-def test_tf32_flags_are_set_and_recorded(tmp_path) -> None:
+def test_tf32_flags_are_set_recorded_and_restored(tmp_path) -> None:
+    """Set for the run (cuDNN's through its flags() context, which works where a test
+    harness froze torch's global flags, as torch's own testing module does on import)."""
     previous = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
-    try:
-        for setting in ("on", "off"):
-            assert cli.main(_tiny(tmp_path, "--tf32", setting)) == 0
-            env = json.loads((tmp_path / "run.json").read_text())["environment"]
-            assert env["tf32"] == {"cudnn": setting == "on", "cuda_matmul": setting == "on"}
-    finally:
-        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = previous
+    for setting in ("on", "off"):
+        assert cli.main(_tiny(tmp_path, "--tf32", setting)) == 0
+        env = json.loads((tmp_path / "run.json").read_text())["environment"]
+        assert env["tf32"] == {"cudnn": setting == "on", "cuda_matmul": setting == "on"}
+        assert (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32) == previous
 
 
 def test_gpu_check_stops_without_the_cuda_backend(tmp_path) -> None:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -12,6 +14,7 @@ import torch
 from .. import _backend
 from . import report
 from .configs import Shape, parse_shape, standard_sweep
+from .implementations import cudnn_tf32
 from .per_step import per_step_us
 from .runner import AUTOCAST, MismatchError, run_case
 from .single_step import single_step_rows
@@ -102,17 +105,25 @@ def _ceilings(rows: list[dict], dtypes: list[str]) -> dict[str, float]:
             for name in dtypes if any(r["dtype"] == name for r in rows)}
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    if args.compare:
-        print(report.compare(*args.compare))
-        return 0
+@contextlib.contextmanager
+def _tf32_flags(setting: str | None) -> Iterator[None]:
+    """torch's TF32 flags for the run ("on", "off"; None leaves them), restored after."""
+    if setting is None:
+        yield
+        return
+    matmul = torch.backends.cuda.matmul
+    previous = matmul.allow_tf32
+    matmul.allow_tf32 = setting == "on"
+    try:
+        with cudnn_tf32(setting == "on"):
+            yield
+    finally:
+        matmul.allow_tf32 = previous
+
+
+def _run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    if args.tf32:
-        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = args.tf32 == "on"
     devices = args.devices or (["cuda"] if torch.cuda.is_available() else ["cpu"])
     for device in devices:
         if device == "cuda" and not torch.cuda.is_available():
@@ -152,3 +163,14 @@ def main(argv: list[str] | None = None) -> int:
             report.write_plot(plot_path, rows, env)
             print(f"wrote {plot_path}")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.compare:
+        print(report.compare(*args.compare))
+        return 0
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    with _tf32_flags(args.tf32):
+        return _run(args)

@@ -99,9 +99,17 @@ def nn_path(shape: Shape, device: str, dtype: torch.dtype, gpu: GpuTraits | None
     return "aten"
 
 
+def cudnn_tf32(allow: bool) -> contextlib.AbstractContextManager:
+    """cuDNN's TF32 flag set to `allow` inside, its other flags kept: through cuDNN's
+    flags() context, which torch allows where a test harness froze the global flags."""
+    cudnn = torch.backends.cudnn
+    return cudnn.flags(enabled=cudnn.enabled, benchmark=cudnn.benchmark,
+                       deterministic=cudnn.deterministic, allow_tf32=allow)
+
+
 def _tf32_on() -> contextlib.AbstractContextManager:
     """cuDNN with TF32 allowed (its default), whatever the run's flags are."""
-    return torch.backends.cudnn.flags(enabled=True, allow_tf32=True)
+    return cudnn_tf32(True)
 
 
 def build(shape: Shape, names: list[str], device: str, dtype: torch.dtype) -> list[Implementation]:
