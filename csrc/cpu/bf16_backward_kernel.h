@@ -38,7 +38,7 @@ void bf16_backward(const Bf16Backward& p) {
   const bool pads_rows = GH % kTileDepth != 0;
   const bool pads_dh = P % kTileDepth != 0;
   // Per thread: its dh GEMM's results [Bp][its h units' tiles * 16], one row of dxg and
-  // (GRU) one of dhg [G*H], one row of h_{t-1} and one of scratch [max(H, P)] in float,
+  // (GRU) one of dhg [G*H], one row of h_{t-1} and one of scratch [H >= P] in float,
   // the padded dhg block [Bp][depth] in bf16; projecting, the cell's gradient
   // [Bp][ld_cell] (laid out as the cell reads dh: a partial last tile spills into the
   // row's padding) and the padded dh block [Bp][padded_depth(P)]; whole cache lines each.
@@ -46,7 +46,7 @@ void bf16_backward(const Bf16Backward& p) {
   const int64_t sums_size = Bp * out_split.most_in_all(team_size) * W;
   const int64_t ld_cell = lines(H + W);
   const int64_t per_thread =
-      sums_size + lines(GH) * (kIsGru ? 2 : 1) + 2 * lines(std::max(H, P)) +
+      sums_size + lines(GH) * (kIsGru ? 2 : 1) + 2 * lines(H) +
       lines(slots_for_bf16(Bp * depth)) +
       (projects ? Bp * ld_cell + lines(slots_for_bf16(Bp * padded_depth(P))) : 0);
   const CallBuffers<float> buffers(
@@ -75,8 +75,8 @@ void bf16_backward(const Bf16Backward& p) {
     float* dxg = sums + sums_size;
     float* dhg = kIsGru ? dxg + lines(GH) : dxg;
     float* h_prev = dhg + lines(GH);
-    float* grad_row = h_prev + lines(std::max(H, P));
-    bf16_bits* dhg_padded = reinterpret_cast<bf16_bits*>(grad_row + lines(std::max(H, P)));
+    float* grad_row = h_prev + lines(H);
+    bf16_bits* dhg_padded = reinterpret_cast<bf16_bits*>(grad_row + lines(H));
     float* d_cell = reinterpret_cast<float*>(dhg_padded) + lines(slots_for_bf16(Bp * depth));
     bf16_bits* dh_padded = reinterpret_cast<bf16_bits*>(d_cell + Bp * ld_cell);
     for (int g = 0; g < G; ++g) {

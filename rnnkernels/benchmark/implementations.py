@@ -107,11 +107,6 @@ def cudnn_tf32(allow: bool) -> contextlib.AbstractContextManager:
                        deterministic=cudnn.deterministic, allow_tf32=allow)
 
 
-def _tf32_on() -> contextlib.AbstractContextManager:
-    """cuDNN with TF32 allowed (its default), whatever the run's flags are."""
-    return cudnn_tf32(True)
-
-
 def build(shape: Shape, names: list[str], device: str, dtype: torch.dtype) -> list[Implementation]:
     kwargs = dict(num_layers=shape.layers, bidirectional=shape.bidirectional, device=device,
                   dtype=dtype)
@@ -123,7 +118,8 @@ def build(shape: Shape, names: list[str], device: str, dtype: torch.dtype) -> li
         elif name == "nn-tf32":
             if device == "cuda":
                 found.append(Implementation(f"nn ({nn_path(shape, device, dtype)}, TF32)",
-                                            reference, context=_tf32_on, checked=False))
+                                            reference, context=lambda: cudnn_tf32(True),
+                                            checked=False))
         elif name == "nn-nocudnn":
             if device == "cuda":
                 found.append(Implementation("nn (cuDNN off)", reference,
