@@ -8,9 +8,8 @@
 #include "cpu/huge_pages.h"
 #include "operands.h"
 #include "persistent.h"
-#include "pointwise.h"
 #include "single_step.h"
-#include "step_ops.h"
+#include "step_device.h"
 #include "workspace.h"
 
 namespace rnnk {
@@ -62,29 +61,6 @@ Tensor empty_like_rows(const Tensor& x, int64_t width,
   return rows;
 }
 
-Tensor rows_of(const Tensor& t, int64_t begin, int64_t count) { return t.narrow(0, begin, count); }
-
-void pointwise_forward(CellKind kind, const Tensor& xg, const Tensor& hg, const Tensor& h,
-                       const Tensor& c, const Tensor& saved) {
-#ifdef RNNK_WITH_CUDA
-  if (xg.is_cuda()) return pointwise_forward_cuda(kind, xg, hg, h, c, saved);
-#endif
-  TORCH_CHECK(xg.is_cpu(), "rnnkernels: no pointwise kernel for device ", xg.device(),
-              " in this build");
-  pointwise_forward_cpu(kind, xg, hg, h, c, saved);
-}
-
-void pointwise_backward(CellKind kind, const Tensor& dh, const Tensor& dc, const Tensor& saved,
-                        const Tensor& c_prev, const Tensor& h_prev, const Tensor& dxg,
-                        const Tensor& dhg) {
-#ifdef RNNK_WITH_CUDA
-  if (dh.is_cuda()) return pointwise_backward_cuda(kind, dh, dc, saved, c_prev, h_prev, dxg, dhg);
-#endif
-  TORCH_CHECK(dh.is_cpu(), "rnnkernels: no pointwise kernel for device ", dh.device(),
-              " in this build");
-  pointwise_backward_cpu(kind, dh, dc, saved, c_prev, h_prev, dxg, dhg);
-}
-
 // Order in which forward visits the steps; backward walks it the other way.
 int64_t step_at(const Schedule& s, int64_t k, bool reverse) {
   return reverse ? s.steps - 1 - k : k;
@@ -104,77 +80,108 @@ struct VisitOrder {
   }
 };
 
-// Per-step results of a layer's forward, [N, *] each (c_prev, r undefined when unused).
-// Inference keeps nothing for backward: h_prev and c_prev are undefined, and saved and r
-// are one step's scratch, [B, *], rewritten each step.
-struct ForwardOutputs {
-  Tensor out, saved, h_prev, c_prev, r;
+// The arrays of a layer's forward step loop, rows contiguous; null where absent.
+template <typename T>
+struct ForwardArrays {
+  const T* xg;    // [N, G*H] the input projection
+  const T* w_hh;  // [G*H, P]
+  const T* bias;  // [G*H] the recurrent bias (b_ih + b_hh where the cell only sums them)
+  const T* w_hr;  // [P, H] (projected LSTM)
+  T* h;           // [B, P] in: h0; out: h_n (rows past a step's count keep their state)
+  T* c;           // [B, H] in: c0; out: c_n (LSTM)
+  T* hg;          // [B, G*H] one step's recurrent GEMM
+  T* out;         // [N, P]
+  // Kept for backward: [N, *]; in inference h_prev and c_prev are null, and saved and r
+  // are one step's scratch, [B, *], rewritten each step.
+  T* saved;   // S*H wide
+  T* r;       // H wide: o * tanh(c), the projection's input (projected LSTM)
+  T* h_prev;  // P wide
+  T* c_prev;  // H wide (LSTM)
   bool for_backward;
-  // The row of saved and r where a step's rows (at `off` in the [N, *] arrays) begin.
-  int64_t saved_row(int64_t off) const { return for_backward ? off : 0; }
 };
 
-// The sequence loop on ATen GEMMs and the device's pointwise kernel, for every device (and
-// on the CPU for the projected LSTM). c: [B, H] c0 in, c_n out; returns h_n.
-Tensor forward_steps(CellKind kind, const Schedule& sched, bool reverse, const Tensor& xg,
-                     const Tensor& h0, const Tensor& c, const Tensor& w_hh,
-                     const std::optional<Tensor>& b_hh, const Tensor& w_hr,
-                     const ForwardOutputs& outs) {
-  const bool is_lstm = kind == CellKind::Lstm, projects = w_hr.defined();
-  Tensor h = h0.contiguous().clone();  // [B, P], rows past the active count keep their state
-  Tensor hg = at::empty({sched.batch, w_hh.size(0)}, xg.options());
+// The sequence loop on the device's GEMM and pointwise pass (step_device.h), for every
+// device (and on the CPU for the projected LSTM): a step is the recurrent GEMM and one
+// pointwise launch that writes the new state, the output rows and what backward keeps.
+// The projected LSTM adds the projection's GEMM and a copy of its result into the state.
+template <typename T>
+void forward_steps(const StepDevice<T>& device, CellKind kind, const Schedule& sched,
+                   bool reverse, int64_t H, int64_t P, const ForwardArrays<T>& a) {
+  const int64_t GH = cell_gates(kind) * H, SH = cell_saved(kind) * H;
+  const bool projects = a.w_hr != nullptr;
   for (int64_t k = 0; k < sched.steps; ++k) {
     const int64_t t = step_at(sched, k, reverse), n = sched.rows(t), off = sched.offset(t);
     if (n == 0) continue;
-    const Tensor h_n = rows_of(h, 0, n);
-    if (outs.for_backward) {
-      copy_rows(rows_of(outs.h_prev, off, n), h_n);
-      if (is_lstm) copy_rows(rows_of(outs.c_prev, off, n), rows_of(c, 0, n));
+    const int64_t kept = a.for_backward ? off : 0;  // the step's row in saved and r
+    // The cell sees o * tanh(c), not h, where the LSTM projects: h_prev is kept here.
+    if (projects && a.h_prev != nullptr) device.copy(a.h_prev + off * P, a.h, n * P);
+    device.gemm(n, GH, P, a.h, a.w_hh, /*transpose_w=*/true, a.hg, /*accumulate=*/false);
+    StepForward<T> step{a.xg + off * GH, a.hg, projects ? a.r + kept * H : a.h, a.c,
+                        a.saved + kept * SH, H};
+    step.b_hh = a.bias;
+    step.c_keep = a.c_prev == nullptr ? nullptr : a.c_prev + off * H;
+    if (!projects) {
+      step.h_out = a.out + off * P;
+      step.h_keep = a.h_prev == nullptr ? nullptr : a.h_prev + off * P;
     }
-    const Tensor hg_n = rows_of(hg, 0, n);
-    gemm_rows(hg_n, h_n, w_hh, /*transpose_w=*/true, b_hh, /*accumulate=*/false);
-    const int64_t kept = outs.saved_row(off);
-    const Tensor cell_out = projects ? rows_of(outs.r, kept, n) : h_n;
-    pointwise_forward(kind, rows_of(xg, off, n), hg_n, cell_out,
-                      is_lstm ? rows_of(c, 0, n) : Tensor(), rows_of(outs.saved, kept, n));
-    if (projects) gemm_rows(h_n, cell_out, w_hr, /*transpose_w=*/true, std::nullopt, false);
-    copy_rows(rows_of(outs.out, off, n), h_n);
+    device.forward(kind, step, n);
+    if (projects) {
+      device.gemm(n, P, H, step.h, a.w_hr, /*transpose_w=*/true, a.out + off * P, false);
+      device.copy(a.h, a.out + off * P, n * P);
+    }
   }
-  return h;
 }
 
-// What a layer's backward loop updates: dh, dc [B, *] (the gradient at each row's current
-// step; dc undefined but for LSTM), dxg, dhg [N, G*H], dh_seq [N, P] (projected LSTM only).
-struct BackwardState {
-  Tensor dh, dc, dxg, dhg, dh_seq;
+// The arrays of a layer's backward step loop, rows contiguous; null where absent.
+template <typename T>
+struct BackwardArrays {
+  const T* w_hh;         // [G*H, P]
+  const T* w_hr;         // [P, H] (projected LSTM)
+  const T* grad_output;  // [N, P]
+  const T* saved;        // [N, S*H]
+  const T* h_prev;       // [N, P]
+  const T* c_prev;       // [N, H] (LSTM)
+  T* dh;                 // [B, P] in: dL/dh_n; out: dL/dh0
+  T* dc;                 // [B, H] in: dL/dc_n; out: dL/dc0 (LSTM)
+  T* dxg;                // [N, G*H] out
+  T* dhg;                // [N, G*H] out (GRU; the others pass dxg)
+  T* dh_seq;             // [N, P] out: each step's dL/dh (projected LSTM: w_hr's gradient)
+  T* d_cell;             // [B, H] one step's dL/d(o * tanh(c)) (projected LSTM)
 };
 
-// The backward's step loop on ATen GEMMs and the device's pointwise kernel (see
-// forward_steps); the weight gradients are left to whole-sequence GEMMs.
-void backward_steps(CellKind kind, const Schedule& sched, bool reverse, const Tensor& grad_out,
-                    const Tensor& saved, const Tensor& h_prev, const Tensor& c_prev,
-                    const Tensor& w_hh, const Tensor& w_hr, const BackwardState& st) {
-  const bool is_lstm = kind == CellKind::Lstm, is_gru = kind == CellKind::Gru;
-  const bool projects = w_hr.defined();
-  Tensor d_act = projects ? at::empty({sched.batch, w_hr.size(1)}, grad_out.options()) : Tensor();
+// The backward's step loop (see forward_steps): the pointwise launch adds the output's
+// gradient and writes the gates' gradients, the recurrent GEMM turns them into dL/dh of the
+// step before. The weight gradients are left to whole-sequence GEMMs.
+template <typename T>
+void backward_steps(const StepDevice<T>& device, CellKind kind, const Schedule& sched,
+                    bool reverse, int64_t H, int64_t P, const BackwardArrays<T>& a) {
+  const int64_t GH = cell_gates(kind) * H, SH = cell_saved(kind) * H;
+  const bool projects = a.w_hr != nullptr;
   for (int64_t k = sched.steps - 1; k >= 0; --k) {
     const int64_t t = step_at(sched, k, reverse), n = sched.rows(t), off = sched.offset(t);
     if (n == 0) continue;
-    const Tensor dh_n = rows_of(st.dh, 0, n);
-    add_rows(dh_n, rows_of(grad_out, off, n));
-    Tensor d_cell = dh_n;
     if (projects) {
-      copy_rows(rows_of(st.dh_seq, off, n), dh_n);
-      d_cell = rows_of(d_act, 0, n);
-      gemm_rows(d_cell, dh_n, w_hr, /*transpose_w=*/false, std::nullopt, false);
+      device.sum(a.dh_seq + off * P, a.dh, a.grad_output + off * P, n * P);
+      device.gemm(n, H, P, a.dh_seq + off * P, a.w_hr, /*transpose_w=*/false, a.d_cell, false);
     }
-    const Tensor dxg_n = rows_of(st.dxg, off, n), dhg_n = rows_of(st.dhg, off, n);
-    pointwise_backward(kind, d_cell, is_lstm ? rows_of(st.dc, 0, n) : Tensor(),
-                       rows_of(saved, off, n), is_lstm ? rows_of(c_prev, off, n) : Tensor(),
-                       rows_of(h_prev, off, n), dxg_n, dhg_n);
-    // GRU's pointwise pass left z * dh in dh_n; the other cells have no direct path.
-    gemm_rows(dh_n, dhg_n, w_hh, /*transpose_w=*/false, std::nullopt, /*accumulate=*/is_gru);
+    StepBackward<T> step{projects ? a.d_cell : a.dh,
+                         a.dc,
+                         a.saved + off * SH,
+                         a.c_prev == nullptr ? nullptr : a.c_prev + off * H,
+                         a.h_prev + off * P,
+                         a.dxg + off * GH,
+                         a.dhg + off * GH,
+                         H};
+    if (!projects) step.grad_h = a.grad_output + off * P;
+    device.backward(kind, step, n);
+    device.gemm(n, P, GH, step.dhg, a.w_hh, /*transpose_w=*/false, a.dh,
+                /*accumulate=*/cell_direct_hidden_gradient(kind));
   }
+}
+
+template <typename T>
+T* data_or_null(const Tensor& t) {
+  return t.defined() && t.numel() > 0 ? t.data_ptr<T>() : nullptr;
 }
 
 }  // namespace
@@ -250,25 +257,29 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> layer_forward
   if (b_hh.has_value()) recurrent_bias = bias_in_xg ? b_hh->contiguous() : *b_ih + *b_hh;
   Tensor c = is_lstm ? c0->contiguous().clone() : Tensor();  // [B, H]: c0 in, c_n out
   Tensor h_n;
+  const VisitOrder visit(sched, reverse);
   if (persistent_cpu_applies(x, projects, sched.steps)) {
     h_n = at::empty({B, P}, x.options());
-    persistent_forward_cpu(kind, VisitOrder(sched, reverse).view(), xg, w_hh.contiguous(),
-                           recurrent_bias, h0.contiguous(), h_n, c, output, saved, h_prev,
-                           c_prev);
+    persistent_forward_cpu(kind, visit.view(), xg, w_hh.contiguous(), recurrent_bias,
+                           h0.contiguous(), h_n, c, output, saved, h_prev, c_prev);
   } else {
-    // [N, *] views of what backward keeps; in inference saved and r are one step's
-    // scratch, [B, *], and h_prev, c_prev are not kept.
-    auto kept_or_step = [&](const Tensor& kept, int64_t width) {
-      return for_backward ? kept.view({sched.total, width}) : at::empty({B, width}, x.options());
-    };
-    const ForwardOutputs outs{output.view({sched.total, P}),
-                              kept_or_step(saved, S * H),
-                              for_backward ? h_prev.view({sched.total, P}) : Tensor(),
-                              for_backward && is_lstm ? c_prev.view({sched.total, H}) : Tensor(),
-                              projects ? kept_or_step(r_seq, H) : Tensor(),
-                              for_backward};
-    h_n = forward_steps(kind, sched, reverse, xg, h0, c, w_hh.contiguous(), recurrent_bias,
-                        projects ? w_hr->contiguous() : Tensor(), outs);
+    h_n = h0.contiguous().clone();
+    Tensor hg = at::empty({B, G * H}, x.options());
+    // In inference saved and r are one step's scratch (ForwardArrays).
+    Tensor saved_rows = for_backward ? saved : at::empty({B, S * H}, x.options());
+    Tensor r_rows = !projects ? Tensor() : for_backward ? r_seq : at::empty({B, H}, x.options());
+    const Tensor w_hh_c = w_hh.contiguous(), w_hr_c = projects ? w_hr->contiguous() : Tensor();
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(),
+                                    "rnnkernels_forward_steps", [&] {
+      using T = scalar_t;
+      const ForwardArrays<T> arrays{
+          xg.data_ptr<T>(), w_hh_c.data_ptr<T>(),
+          recurrent_bias.has_value() ? recurrent_bias->data_ptr<T>() : nullptr,
+          data_or_null<T>(w_hr_c), h_n.data_ptr<T>(), data_or_null<T>(c), hg.data_ptr<T>(),
+          output.data_ptr<T>(), saved_rows.data_ptr<T>(), data_or_null<T>(r_rows),
+          data_or_null<T>(h_prev), data_or_null<T>(c_prev), for_backward};
+      forward_steps(step_device<T>(x), kind, sched, reverse, H, P, arrays);
+    });
   }
   return {output, h_n, is_lstm ? c : none(), saved, h_prev, c_prev, r_seq};
 }
@@ -326,13 +337,23 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> layer
     dhg = is_gru ? scratch(Scratch::HiddenGateGrads, {N, G * H}, x.options()) : dxg;
     dh = grad_h_n.contiguous().clone();  // [B, P]: dL/dh of each row's current step
     dc = is_lstm ? grad_c_n->contiguous().clone() : Tensor();  // [B, H]
+    const VisitOrder visit(sched, reverse);
     if (persistent_cpu_applies(x, projects, sched.steps)) {
-      persistent_backward_cpu(kind, VisitOrder(sched, reverse).view(), w_hh_c, grad_out2d,
-                              saved2d, h_prev2d, c_prev2d, dh, dc, dxg, dhg);
+      persistent_backward_cpu(kind, visit.view(), w_hh_c, grad_out2d, saved2d, h_prev2d,
+                              c_prev2d, dh, dc, dxg, dhg);
     } else {
-      const BackwardState state{dh, dc, dxg, dhg, dh_seq};
-      backward_steps(kind, sched, reverse, grad_out2d, saved2d, h_prev2d, c_prev2d, w_hh_c,
-                     projects ? w_hr->contiguous() : Tensor(), state);
+      const Tensor w_hr_c = projects ? w_hr->contiguous() : Tensor();
+      const Tensor d_cell = projects ? at::empty({B, H}, x.options()) : Tensor();
+      AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(),
+                                      "rnnkernels_backward_steps", [&] {
+        using T = scalar_t;
+        const BackwardArrays<T> arrays{
+            w_hh_c.data_ptr<T>(),   data_or_null<T>(w_hr_c), grad_out2d.data_ptr<T>(),
+            saved2d.data_ptr<T>(),  h_prev2d.data_ptr<T>(),  data_or_null<T>(c_prev2d),
+            dh.data_ptr<T>(),       data_or_null<T>(dc),     dxg.data_ptr<T>(),
+            dhg.data_ptr<T>(),      data_or_null<T>(dh_seq), data_or_null<T>(d_cell)};
+        backward_steps(step_device<T>(x), kind, sched, reverse, H, P, arrays);
+      });
     }
     if (has_bias) {
       db_ih = dxg.sum(0);

@@ -8,6 +8,8 @@
 #include "cell_call.h"
 #include "cpu/isa.h"
 #include "cpu/step_rows.h"
+#include "persistent.h"
+#include "step_device.h"
 #include "stream_call.h"
 
 #ifndef RNNK_CUDA_ARCHS
@@ -35,4 +37,9 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("stream_step", &rnnk::stream_step, "one time step of a layer stack");
   // The rows the CPU persistent kernels' steps have run so far (cpu/step_rows.h).
   m.def("step_rows", [] { return rnnk::g_step_rows.load(std::memory_order_relaxed); });
+  // The per-step loop's device calls so far, each one launch on a GPU (step_device.h).
+  m.def("step_launches", [] { return rnnk::g_step_launches.load(std::memory_order_relaxed); });
+  // Persistent kernels where they apply (default) or the per-step loop everywhere;
+  // returns the previous setting.
+  m.def("set_persistent_kernels", &rnnk::set_persistent_kernels, py::arg("enabled"));
 }

@@ -9,6 +9,12 @@
 
 namespace rnnk {
 
+// Whether the persistent kernels may run where they apply (on by default); off, every
+// layer runs the per-step loop (layer.cpp): a switch to compare the two paths. Returns
+// the setting it replaces.
+bool set_persistent_kernels(bool enabled);
+bool persistent_kernels_enabled();
+
 // Float32/64 on the CPU, no projection, more than one step: what the persistent kernels
 // cover. (A single step, as the *Cell modules take, would repack the weights per call.)
 bool persistent_cpu_applies(const at::Tensor& x, bool projects, int64_t steps);

@@ -21,24 +21,6 @@ Gemm<T> blas_gemm() {
   return fn;
 }
 
-bool direct_cpu(const at::Tensor& t) {
-  return t.is_cpu() && (t.scalar_type() == at::kFloat || t.scalar_type() == at::kDouble);
-}
-
-template <typename T>
-void direct_gemm(const at::Tensor& out, const at::Tensor& a, const at::Tensor& w,
-                 bool transpose_w, const std::optional<at::Tensor>& bias, bool accumulate) {
-  const int64_t rows = out.size(0), cols = out.size(1);
-  T* c = out.data_ptr<T>();
-  if (!accumulate && bias.has_value()) {
-    const T* b = bias->data_ptr<T>();
-    for (int64_t r = 0; r < rows; ++r) std::memcpy(c + r * cols, b, cols * sizeof(T));
-    accumulate = true;
-  }
-  cpu_gemm_rows<T>(rows, cols, a.size(1), a.data_ptr<T>(), w.data_ptr<T>(), transpose_w, c,
-                   accumulate);
-}
-
 }  // namespace
 
 bool cpu_blas_available(at::ScalarType dtype) {
@@ -86,46 +68,5 @@ template void cpu_gemm_tn<float>(int64_t, int64_t, int64_t, const float*, const 
                                  bool);
 template void cpu_gemm_tn<double>(int64_t, int64_t, int64_t, const double*, const double*,
                                   double*, bool);
-
-void copy_rows(const at::Tensor& dst, const at::Tensor& src) {
-  if (direct_cpu(dst)) {
-    std::memcpy(dst.data_ptr(), src.data_ptr(), dst.numel() * dst.element_size());
-  } else {
-    dst.copy_(src);
-  }
-}
-
-void add_rows(const at::Tensor& dst, const at::Tensor& src) {
-  if (!direct_cpu(dst)) {
-    dst.add_(src);
-    return;
-  }
-  AT_DISPATCH_FLOATING_TYPES(dst.scalar_type(), "rnnkernels_add_rows", [&] {
-    scalar_t* d = dst.data_ptr<scalar_t>();
-    const scalar_t* s = src.data_ptr<scalar_t>();
-    for (int64_t i = 0, count = dst.numel(); i < count; ++i) d[i] += s[i];
-  });
-}
-
-void gemm_rows(const at::Tensor& out, const at::Tensor& a, const at::Tensor& w, bool transpose_w,
-               const std::optional<at::Tensor>& bias, bool accumulate) {
-  if (out.numel() == 0) return;
-  const bool direct = direct_cpu(out) && cpu_blas_available(out.scalar_type());
-  if (direct && a.size(1) > 0) {
-    AT_DISPATCH_FLOATING_TYPES(out.scalar_type(), "rnnkernels_gemm_rows", [&] {
-      direct_gemm<scalar_t>(out, a, w, transpose_w, bias, accumulate);
-    });
-    return;
-  }
-  const at::Tensor weight = transpose_w ? w.t() : w;
-  at::Tensor result = out;
-  if (accumulate) {
-    result.addmm_(a, weight);
-  } else if (bias.has_value()) {
-    at::addmm_out(result, *bias, a, weight);
-  } else {
-    at::mm_out(result, a, weight);
-  }
-}
 
 }  // namespace rnnk

@@ -63,16 +63,23 @@ struct ScalarLanes {
 }  // namespace
 
 // Pointers into one time step's rows (n rows of a batch). Rows are contiguous
-// with the widths given in the comments; each cell reads only what it needs.
+// with the widths given in the comments; each cell reads only what it needs. The fields
+// after H are optional (null: absent), for the sequence loop's pointwise launch, which
+// does a step's every write but the recurrent GEMM's.
 template <typename T>
 struct StepForward {
-  // Biases: b_ih in xg and b_hh in hg, or both in hg for cells that only read xg + hg.
+  // Biases: b_ih in xg and b_hh in hg (or in b_hh below), or both there for cells that
+  // only read xg + hg.
   const T* xg;  // [n, G*H] input projection
   const T* hg;  // [n, G*H] recurrent projection
   T* h;         // [n, H] in: h_prev (GRU); out: new h (LSTM with projection: o*tanh(c))
   T* c;         // [n, H] in/out: cell state (LSTM)
   T* saved;     // [n, S*H] what backward needs
   int64_t H;
+  const T* b_hh = nullptr;  // [G*H] added to every row of hg as it is read
+  T* h_out = nullptr;       // [n, H] out: the new h again (the layer's output rows)
+  T* h_keep = nullptr;      // [n, H] out: h as it came in (backward's h_prev)
+  T* c_keep = nullptr;      // [n, H] out: c as it came in (backward's c_prev)
 };
 
 template <typename T>
@@ -85,6 +92,42 @@ struct StepBackward {
   T* dxg;             // [n, G*H] dL/d(input projection)
   T* dhg;             // [n, G*H] dL/d(recurrent projection) (GRU; others equal dxg)
   int64_t H;
+  const T* grad_h = nullptr;  // [n, H] optional: the output's gradient, added to dh as read
 };
 
+namespace {  // internal linkage: see above
+
+// Gate row k (of `width`) of row b's recurrent projection, with b_hh where it is apart.
+template <typename L>
+RNNK_HD typename L::Value recurrent_gate(const StepForward<typename L::Elem>& s, int64_t b,
+                                         int64_t k, int64_t width) {
+  const typename L::Value v = L::load(s.hg + b * width + k);
+  return s.b_hh == nullptr ? v : v + L::load(s.b_hh + k);
+}
+
+// Stores the new h of unit(s) j of row b, in h and, where given, in h_out.
+template <typename L>
+RNNK_HD void store_h(const StepForward<typename L::Elem>& s, int64_t b, int64_t j,
+                     typename L::Value h) {
+  L::store(s.h + b * s.H + j, h);
+  if (s.h_out != nullptr) L::store(s.h_out + b * s.H + j, h);
+}
+
+// Copies the incoming states of unit(s) j of row b where backward keeps them: every
+// pointwise forward pass calls this before the cell overwrites them.
+template <typename L>
+RNNK_HD void keep_inputs(const StepForward<typename L::Elem>& s, int64_t b, int64_t j) {
+  const int64_t k = b * s.H + j;
+  if (s.h_keep != nullptr) L::store(s.h_keep + k, L::load(s.h + k));
+  if (s.c_keep != nullptr) L::store(s.c_keep + k, L::load(s.c + k));
+}
+
+// dL/dh_t of unit(s) at k: the carried gradient plus, where given, the output's.
+template <typename L>
+RNNK_HD typename L::Value incoming_dh(const StepBackward<typename L::Elem>& s, int64_t k) {
+  const typename L::Value dh = L::load(s.dh + k);
+  return s.grad_h == nullptr ? dh : dh + L::load(s.grad_h + k);
+}
+
+}  // namespace
 }  // namespace rnnk

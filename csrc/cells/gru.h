@@ -12,19 +12,21 @@ struct GruCell {
   static constexpr int kGates = 3;
   static constexpr int kSaved = 4;
   static constexpr bool kSumsProjections = false;  // n reads xg_n + r * hg_n
+  // Whether backward leaves in dh the part of dL/dh_(t-1) that bypasses W_hh (z * dh).
+  static constexpr bool kDirectHiddenGradient = true;
 
   template <typename L>
   static RNNK_HD void forward(const StepForward<typename L::Elem>& s, int64_t b, int64_t j) {
     using A = typename L::Value;
     const int64_t H = s.H;
     const auto* xg = s.xg + b * 3 * H + j;
-    const auto* hg = s.hg + b * 3 * H + j;
-    const A r = sigmoid(L::load(xg) + L::load(hg));
-    const A z = sigmoid(L::load(xg + H) + L::load(hg + H));
-    const A hg_n = L::load(hg + 2 * H);
+    const auto hg = [&](int gate) { return recurrent_gate<L>(s, b, gate * H + j, 3 * H); };
+    const A r = sigmoid(L::load(xg) + hg(0));
+    const A z = sigmoid(L::load(xg + H) + hg(1));
+    const A hg_n = hg(2);
     const A n = tanh_act(L::load(xg + 2 * H) + r * hg_n);
     const A h_prev = L::load(s.h + b * H + j);
-    L::store(s.h + b * H + j, (A(1) - z) * n + z * h_prev);
+    store_h<L>(s, b, j, (A(1) - z) * n + z * h_prev);
     auto* saved = s.saved + b * 4 * H + j;
     L::store(saved, r);
     L::store(saved + H, z);
@@ -40,7 +42,7 @@ struct GruCell {
     const A r = L::load(saved), z = L::load(saved + H), n = L::load(saved + 2 * H),
             hg_n = L::load(saved + 3 * H);
     const A h_prev = L::load(s.h_prev + b * H + j);
-    const A dh = L::load(s.dh + b * H + j);
+    const A dh = incoming_dh<L>(s, b * H + j);
     const A dn_pre = dh * (A(1) - z) * (A(1) - n * n);
     const A dr_pre = dn_pre * hg_n * r * (A(1) - r);
     const A dz_pre = dh * (h_prev - n) * z * (A(1) - z);

@@ -11,6 +11,8 @@ struct LstmCell {
   static constexpr int kGates = 4;
   static constexpr int kSaved = 4;
   static constexpr bool kSumsProjections = true;  // every gate reads xg + hg
+  // Whether backward leaves in dh the part of dL/dh_(t-1) that bypasses W_hh (z * dh).
+  static constexpr bool kDirectHiddenGradient = false;
 
   // Hidden unit(s) j of row b; L says how many units one load covers (common.h).
   template <typename L>
@@ -18,14 +20,14 @@ struct LstmCell {
     using A = typename L::Value;
     const int64_t H = s.H;
     const auto* xg = s.xg + b * 4 * H + j;
-    const auto* hg = s.hg + b * 4 * H + j;
-    const A i = sigmoid(L::load(xg) + L::load(hg));
-    const A f = sigmoid(L::load(xg + H) + L::load(hg + H));
-    const A g = tanh_act(L::load(xg + 2 * H) + L::load(hg + 2 * H));
-    const A o = sigmoid(L::load(xg + 3 * H) + L::load(hg + 3 * H));
+    const auto hg = [&](int gate) { return recurrent_gate<L>(s, b, gate * H + j, 4 * H); };
+    const A i = sigmoid(L::load(xg) + hg(0));
+    const A f = sigmoid(L::load(xg + H) + hg(1));
+    const A g = tanh_act(L::load(xg + 2 * H) + hg(2));
+    const A o = sigmoid(L::load(xg + 3 * H) + hg(3));
     const A c = f * L::load(s.c + b * H + j) + i * g;
     L::store(s.c + b * H + j, c);
-    L::store(s.h + b * H + j, o * tanh_act(c));
+    store_h<L>(s, b, j, o * tanh_act(c));
     auto* saved = s.saved + b * 4 * H + j;
     L::store(saved, i);
     L::store(saved + H, f);
@@ -42,7 +44,7 @@ struct LstmCell {
             o = L::load(saved + 3 * H);
     const A c_prev = L::load(s.c_prev + b * H + j);
     const A tanh_c = tanh_act(f * c_prev + i * g);
-    const A dh = L::load(s.dh + b * H + j);
+    const A dh = incoming_dh<L>(s, b * H + j);
     const A dc = L::load(s.dc + b * H + j) + dh * o * (A(1) - tanh_c * tanh_c);
     auto* dxg = s.dxg + b * 4 * H + j;
     L::store(dxg, dc * g * i * (A(1) - i));

@@ -11,14 +11,16 @@ struct RnnCell {
   static constexpr int kGates = 1;
   static constexpr int kSaved = 1;
   static constexpr bool kSumsProjections = true;  // reads xg + hg
+  // Whether backward leaves in dh the part of dL/dh_(t-1) that bypasses W_hh (z * dh).
+  static constexpr bool kDirectHiddenGradient = false;
 
   template <typename L>
   static RNNK_HD void forward(const StepForward<typename L::Elem>& s, int64_t b, int64_t j) {
     using A = typename L::Value;
     const int64_t k = b * s.H + j;
-    const A pre = L::load(s.xg + k) + L::load(s.hg + k);
+    const A pre = L::load(s.xg + k) + recurrent_gate<L>(s, b, j, s.H);
     const A h = Relu ? Math<A>::relu(pre) : tanh_act(pre);
-    L::store(s.h + k, h);
+    store_h<L>(s, b, j, h);
     L::store(s.saved + k, h);
   }
 
@@ -27,7 +29,7 @@ struct RnnCell {
     using A = typename L::Value;
     const int64_t k = b * s.H + j;
     const A h = L::load(s.saved + k);
-    const A dh = L::load(s.dh + k);
+    const A dh = incoming_dh<L>(s, k);
     L::store(s.dxg + k, Relu ? Math<A>::relu_grad(h, dh) : dh * (A(1) - h * h));
   }
 };

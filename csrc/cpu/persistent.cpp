@@ -5,6 +5,7 @@
 #include <ATen/Parallel.h>
 
 #include <algorithm>
+#include <atomic>
 
 #include "isa.h"
 #include "tensor_ptr.h"
@@ -17,6 +18,8 @@ namespace {
 // stream from L2 every step, which costs more than the barrier; split between two cores'
 // L1 caches they stay resident.
 constexpr int64_t kWorkPerThread = 1 << 12;
+
+std::atomic<bool> g_persistent_enabled{true};
 
 template <typename Params>
 void run_for_this_cpu(const Params& params) {
@@ -32,8 +35,12 @@ int sequence_threads(int64_t rows, int64_t gate_width, int64_t features, int ava
   return static_cast<int>(std::clamp<int64_t>(work / kWorkPerThread, 1, std::max(available, 1)));
 }
 
+bool set_persistent_kernels(bool enabled) { return g_persistent_enabled.exchange(enabled); }
+
+bool persistent_kernels_enabled() { return g_persistent_enabled.load(); }
+
 bool persistent_cpu_applies(const at::Tensor& x, bool projects, int64_t steps) {
-  return x.is_cpu() && !projects && steps > 1 &&
+  return persistent_kernels_enabled() && x.is_cpu() && !projects && steps > 1 &&
          (x.scalar_type() == at::kFloat || x.scalar_type() == at::kDouble);
 }
 

@@ -1,12 +1,10 @@
 // CPU pointwise kernels: the cell math from cells/*.h over n rows x H units, SIMD over
 // the units (the widest instruction set this CPU has) and parallel over rows.
-#include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 
 #include "../pointwise.h"
 #include "isa.h"
 #include "rows.h"
-#include "tensor_ptr.h"
 
 namespace rnnk {
 namespace {
@@ -36,16 +34,6 @@ void pointwise_forward_rows(CellKind kind, const StepForward<T>& step, int64_t r
 template void pointwise_forward_rows<float>(CellKind, const StepForward<float>&, int64_t);
 template void pointwise_forward_rows<double>(CellKind, const StepForward<double>&, int64_t);
 
-void pointwise_forward_cpu(CellKind kind, const at::Tensor& xg, const at::Tensor& hg,
-                           const at::Tensor& h, const at::Tensor& c, const at::Tensor& saved) {
-  AT_DISPATCH_FLOATING_TYPES(xg.scalar_type(), "rnnkernels_pointwise_forward", [&] {
-    const StepForward<scalar_t> step{xg.data_ptr<scalar_t>(), hg.data_ptr<scalar_t>(),
-                                     h.data_ptr<scalar_t>(), ptr_or_null<scalar_t>(c),
-                                     saved.data_ptr<scalar_t>(), h.size(1)};
-    pointwise_forward_rows(kind, step, h.size(0));
-  });
-}
-
 template <typename T>
 void pointwise_backward_rows(CellKind kind, const StepBackward<T>& step, int64_t rows) {
   const auto rows_fn = for_this_cpu<RowsFn<StepBackward<T>>>(AVX512::backward_rows,
@@ -56,19 +44,5 @@ void pointwise_backward_rows(CellKind kind, const StepBackward<T>& step, int64_t
 
 template void pointwise_backward_rows<float>(CellKind, const StepBackward<float>&, int64_t);
 template void pointwise_backward_rows<double>(CellKind, const StepBackward<double>&, int64_t);
-
-void pointwise_backward_cpu(CellKind kind, const at::Tensor& dh, const at::Tensor& dc,
-                            const at::Tensor& saved, const at::Tensor& c_prev,
-                            const at::Tensor& h_prev, const at::Tensor& dxg,
-                            const at::Tensor& dhg) {
-  AT_DISPATCH_FLOATING_TYPES(dh.scalar_type(), "rnnkernels_pointwise_backward", [&] {
-    const StepBackward<scalar_t> step{
-        dh.data_ptr<scalar_t>(),        ptr_or_null<scalar_t>(dc),
-        saved.data_ptr<scalar_t>(),     ptr_or_null<scalar_t>(c_prev),
-        ptr_or_null<scalar_t>(h_prev),  dxg.data_ptr<scalar_t>(),
-        dhg.data_ptr<scalar_t>(),       dh.size(1)};
-    pointwise_backward_rows(kind, step, dh.size(0));
-  });
-}
 
 }  // namespace rnnk

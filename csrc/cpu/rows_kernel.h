@@ -100,6 +100,7 @@ inline void cell_units(const Step& step, int64_t b, int64_t begin, int64_t end) 
     if constexpr (Backward) {
       Cell::template backward<L>(step, b, j);
     } else {
+      keep_inputs<L>(step, b, j);
       Cell::template forward<L>(step, b, j);
     }
   };

@@ -16,4 +16,8 @@ template <typename T>
 cudaError_t launch_pointwise_backward(CellKind kind, const StepBackward<T>& step, int64_t rows,
                                       cudaStream_t stream);
 
+// dst = a + b over `count` elements.
+template <typename T>
+cudaError_t launch_sum(T* dst, const T* a, const T* b, int64_t count, cudaStream_t stream);
+
 }  // namespace rnnk

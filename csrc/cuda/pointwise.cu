@@ -1,39 +1,32 @@
 // CUDA pointwise kernels: one thread per (row, hidden unit), running the same
 // cell math as the CPU kernels (cells/*.h).
-#include <cuda_bf16.h>
-#include <cuda_fp16.h>
-
+#include "cuda_types.h"
 #include "launch.h"
 
 namespace rnnk {
-namespace {  // where OpMath lives (cells/common.h)
-
-template <>
-struct OpMath<__half> {
-  using type = float;
-  static RNNK_HD float load(__half v) { return __half2float(v); }
-  static RNNK_HD __half store(float v) { return __float2half_rn(v); }
-};
-
-template <>
-struct OpMath<__nv_bfloat16> {
-  using type = float;
-  static RNNK_HD float load(__nv_bfloat16 v) { return __bfloat162float(v); }
-  static RNNK_HD __nv_bfloat16 store(float v) { return __float2bfloat16_rn(v); }
-};
+namespace {
 
 constexpr int kThreads = 256;
 
 template <typename Cell, typename T>
 __global__ void forward_kernel(StepForward<T> step, int64_t total) {
   const int64_t idx = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
-  if (idx < total) Cell::template forward<ScalarLanes<T>>(step, idx / step.H, idx % step.H);
+  if (idx >= total) return;
+  const int64_t b = idx / step.H, j = idx % step.H;
+  keep_inputs<ScalarLanes<T>>(step, b, j);
+  Cell::template forward<ScalarLanes<T>>(step, b, j);
 }
 
 template <typename Cell, typename T>
 __global__ void backward_kernel(StepBackward<T> step, int64_t total) {
   const int64_t idx = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
   if (idx < total) Cell::template backward<ScalarLanes<T>>(step, idx / step.H, idx % step.H);
+}
+
+template <typename T>
+__global__ void sum_kernel(T* dst, const T* a, const T* b, int64_t count) {
+  const int64_t idx = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  if (idx < count) dst[idx] = OpMath<T>::store(OpMath<T>::load(a[idx]) + OpMath<T>::load(b[idx]));
 }
 
 int64_t blocks_for(int64_t total) { return (total + kThreads - 1) / kThreads; }
@@ -62,11 +55,19 @@ cudaError_t launch_pointwise_backward(CellKind kind, const StepBackward<T>& step
   return cudaGetLastError();
 }
 
+template <typename T>
+cudaError_t launch_sum(T* dst, const T* a, const T* b, int64_t count, cudaStream_t stream) {
+  if (count == 0) return cudaSuccess;
+  sum_kernel<T><<<blocks_for(count), kThreads, 0, stream>>>(dst, a, b, count);
+  return cudaGetLastError();
+}
+
 #define RNNK_INSTANTIATE(T)                                                                   \
   template cudaError_t launch_pointwise_forward<T>(CellKind, const StepForward<T>&, int64_t,  \
                                                    cudaStream_t);                             \
   template cudaError_t launch_pointwise_backward<T>(CellKind, const StepBackward<T>&, int64_t, \
-                                                    cudaStream_t);
+                                                    cudaStream_t);                            \
+  template cudaError_t launch_sum<T>(T*, const T*, const T*, int64_t, cudaStream_t);
 RNNK_INSTANTIATE(float)
 RNNK_INSTANTIATE(double)
 RNNK_INSTANTIATE(__half)
