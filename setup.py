@@ -78,7 +78,9 @@ def extension_modules() -> tuple[list, dict]:
                "csrc/operands.cpp", "csrc/cell_step.cpp", "csrc/stream_call.cpp",
                "csrc/cpu/pointwise.cpp", "csrc/cpu/persistent.cpp",
                "csrc/cpu/single_step.cpp", "csrc/cpu/dot_gemm.cpp", "csrc/cpu/bf16_layer.cpp",
-               "csrc/cpu/huge_pages.cpp", "csrc/cpu/step_device.cpp"]
+               "csrc/cpu/huge_pages.cpp", "csrc/cpu/step_device.cpp",
+               "csrc/grid/grid_layer.cpp", "csrc/grid/grid_simulator.cpp",
+               "csrc/grid/grid_barrier_check.cpp"]
     cpu_capability_sources = ["csrc/cpu/isa_default.cpp", "csrc/cpu/isa_avx2.cpp",
                               "csrc/cpu/isa_avx512.cpp", "csrc/cpu/isa_avx512_bf16.cpp",
                               "csrc/cpu/isa_amx.cpp"]
@@ -88,7 +90,8 @@ def extension_modules() -> tuple[list, dict]:
     kwargs = dict(extra_link_args=["-fopenmp"])
     if use_cuda:
         archs = os.environ["TORCH_CUDA_ARCH_LIST"]
-        sources += ["csrc/cuda/pointwise.cu", "csrc/cuda/step_device.cpp"]
+        sources += ["csrc/cuda/pointwise.cu", "csrc/cuda/step_device.cpp",
+                    "csrc/cuda/grid_kernels.cu", "csrc/cuda/grid_glue.cpp"]
         macros += [("RNNK_WITH_CUDA", None), ("RNNK_CUDA_ARCHS", f'"{archs}"')]
         wheel_cuda_include = Path(torch.__file__).parent.parent / "nvidia" / "cu13" / "include"
         if wheel_cuda_include.exists():

@@ -65,7 +65,7 @@ echo "== GPU benchmark"
 # float32 parity with TF32 off on both sides (our GEMMs and cuDNN); nn is also timed with
 # cuDNN's TF32 on (its default), and the JSON records the flags. A disagreement with nn is
 # recorded in the JSON, not fatal.
-limit 150 python -m rnnkernels.benchmark --devices cuda --impls nn nn-tf32 nn-nocudnn cuda \
+limit 150 python -m rnnkernels.benchmark --devices cuda --impls nn nn-tf32 nn-nocudnn cuda cuda-steps \
   --dtypes float32 bfloat16 --modes fwd train --tf32 off --on-mismatch record \
   --repeats 20 --budget 1.0 \
   --shape 100,64,512,512 --shape 1024,16,768,768 --shape 100,1,64,64 --shape 100,32,256,256 \

@@ -6,6 +6,7 @@
 
 #include "bf16_layer.h"
 #include "cpu/huge_pages.h"
+#include "grid/grid_layer.h"
 #include "operands.h"
 #include "persistent.h"
 #include "single_step.h"
@@ -258,7 +259,14 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> layer_forward
   Tensor c = is_lstm ? c0->contiguous().clone() : Tensor();  // [B, H]: c0 in, c_n out
   Tensor h_n;
   const VisitOrder visit(sched, reverse);
-  if (persistent_cpu_applies(x, projects, sched.steps)) {
+  const GridPlan grid = sched.steps > 0 ? plan_grid(kind, x, projects, B, H, /*backward=*/false)
+                                        : GridPlan{};
+  if (grid.runs()) {
+    h_n = at::empty({B, P}, x.options());
+    grid_forward(kind, grid, GridOrder{visit.view(), batch_sizes.empty(), reverse, B}, xg,
+                 w_hh.contiguous(), recurrent_bias, h0.contiguous(), h_n, c, output, saved,
+                 h_prev, c_prev);
+  } else if (persistent_cpu_applies(x, projects, sched.steps)) {
     h_n = at::empty({B, P}, x.options());
     persistent_forward_cpu(kind, visit.view(), xg, w_hh.contiguous(), recurrent_bias,
                            h0.contiguous(), h_n, c, output, saved, h_prev, c_prev);
@@ -338,7 +346,12 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> layer
     dh = grad_h_n.contiguous().clone();  // [B, P]: dL/dh of each row's current step
     dc = is_lstm ? grad_c_n->contiguous().clone() : Tensor();  // [B, H]
     const VisitOrder visit(sched, reverse);
-    if (persistent_cpu_applies(x, projects, sched.steps)) {
+    const GridPlan grid = sched.steps > 0 ? plan_grid(kind, x, projects, B, H, /*backward=*/true)
+                                          : GridPlan{};
+    if (grid.runs()) {
+      grid_backward(kind, grid, GridOrder{visit.view(), batch_sizes.empty(), reverse, B},
+                    w_hh_c, grad_out2d, saved2d, h_prev2d, c_prev2d, dh, dc, dxg, dhg);
+    } else if (persistent_cpu_applies(x, projects, sched.steps)) {
       persistent_backward_cpu(kind, visit.view(), w_hh_c, grad_out2d, saved2d, h_prev2d,
                               c_prev2d, dh, dc, dxg, dhg);
     } else {

@@ -8,6 +8,8 @@
 #include "cell_call.h"
 #include "cpu/isa.h"
 #include "cpu/step_rows.h"
+#include "grid/grid_barrier_check.h"
+#include "grid/grid_simulator.h"
 #include "persistent.h"
 #include "step_device.h"
 #include "stream_call.h"
@@ -42,4 +44,27 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   // Persistent kernels where they apply (default) or the per-step loop everywhere;
   // returns the previous setting.
   m.def("set_persistent_kernels", &rnnk::set_persistent_kernels, py::arg("enabled"));
+  // The CPU simulator of the persistent GPU kernels (grid/grid_simulator.h), for the tests:
+  // CPU float32/64 layers run on a simulated grid of at most `blocks` blocks (0: off);
+  // state_buffers=1 is the racy single-buffer variant. Clears the report.
+  m.def(
+      "simulate_grid",
+      [](int blocks, uint64_t seed, int state_buffers) {
+        TORCH_CHECK(state_buffers == 1 || state_buffers == 2,
+                    "rnnkernels: state_buffers is 1 or 2, got ", state_buffers);
+        rnnk::grid_simulation().start(std::max(blocks, 0), seed, state_buffers);
+      },
+      py::arg("blocks"), py::arg("seed") = 0, py::arg("state_buffers") = 2);
+  // The grid barrier with host threads for blocks: wrong reads seen (0 where it holds).
+  m.def("check_grid_barrier", &rnnk::check_grid_barrier, py::arg("blocks"), py::arg("rounds"));
+  // Since simulate_grid: grid programs run, races found and the first one described.
+  m.def("grid_report", [] {
+    rnnk::GridSimulation& sim = rnnk::grid_simulation();
+    py::dict report;
+    report["launches"] = sim.launches.load();
+    report["races"] = sim.races.load();
+    const std::lock_guard<std::mutex> lock(sim.first_race_lock);
+    report["first_race"] = sim.first_race;
+    return report;
+  });
 }

@@ -12,7 +12,7 @@ from conftest import assert_parity, flatten, module_pair, requires_cuda
 from test_gradcheck import CELLS, _as_function, _inputs
 from test_opcheck import (CASES, _backward_args, _cell_backward_args, _cell_forward_args,
                           _forward_args)
-from rnnkernels import _ops
+from rnnkernels import _backend, _ops
 
 pytestmark = requires_cuda
 
@@ -60,9 +60,17 @@ PARITY = [(nn.LSTM, {}), (nn.LSTM, {"proj_size": 8}), (nn.GRU, {}),
           (nn.RNN, {"nonlinearity": "tanh"}), (nn.RNN, {"nonlinearity": "relu"})]
 
 
+@pytest.fixture(params=["persistent", "steps"])
+def cuda_path(request):
+    """The persistent grid kernels where they fit (the default), or the per-step loop."""
+    before = _backend._C.set_persistent_kernels(request.param == "persistent")
+    yield request.param
+    _backend._C.set_persistent_kernels(before)
+
+
 @pytest.mark.parametrize("case", PARITY, ids=lambda c: c[0].__name__ + str(c[1]))
 @pytest.mark.parametrize("packed", [False, True])
-def test_parity_with_nn_cuda(case, packed) -> None:
+def test_parity_with_nn_cuda(case, packed, cuda_path) -> None:
     nn_class, kwargs = case
     reference, fused = module_pair(nn_class, 32, 64, num_layers=2, bidirectional=True,
                                    backend="cuda", **kwargs)
@@ -95,7 +103,7 @@ HALF_ULPS = {torch.bfloat16: 8 * 2.0**-8, torch.float16: 8 * 2.0**-11}
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=str)
 @pytest.mark.parametrize("name", ["lstm", "gru", "rnn-tanh"])
-def test_half_against_float32_cuda(dtype, name) -> None:
+def test_half_against_float32_cuda(dtype, name, cuda_path) -> None:
     module_class, kwargs = CELLS[name]
     module = module_class(32, 64, num_layers=2, backend="cuda", device="cuda", **kwargs).to(dtype)
     reference = module_class(32, 64, num_layers=2, backend="cuda", device="cuda", **kwargs)
@@ -132,3 +140,70 @@ def test_mixed_devices_error() -> None:
     module = rnnkernels.FusedGRU(4, 6, device="cuda")
     with pytest.raises(RuntimeError, match="not at the same device"):
         module(torch.randn(3, 2, 4))
+
+
+@pytest.mark.parametrize("name", list(CELLS))
+def test_grid_kernels_take_small_batches(name) -> None:
+    """B=8, H=64: every layer direction runs on the persistent kernels, so the per-step
+    loop counts no launches; with them off it counts two a step."""
+    module_class, kwargs = CELLS[name]
+    module = module_class(16, 64, bidirectional=True, backend="cuda", device="cuda", **kwargs)
+    x = torch.randn(10, 8, 16, device="cuda", requires_grad=True)
+
+    def launches() -> int:
+        before = _backend._C.step_launches()
+        torch.autograd.grad(module(x)[0].sum(), [x, *module.parameters()])
+        return _backend._C.step_launches() - before
+
+    assert launches() == 0
+    before = _backend._C.set_persistent_kernels(False)
+    try:
+        assert launches() == 2 * 2 * 10 * 2  # directions x (forward, backward) x steps x 2
+    finally:
+        _backend._C.set_persistent_kernels(before)
+
+
+def _captured_and_eager(module: nn.Module, x: torch.Tensor) -> tuple[list, list]:
+    """The outputs and gradients of module(x) from a CUDA graph replayed on x, and eager."""
+    params = list(module.parameters())
+    static_x = torch.zeros_like(x, requires_grad=True)
+
+    def run(inp: torch.Tensor) -> list:
+        output = module(inp)[0]
+        return [output, *torch.autograd.grad(output.square().sum(), [inp, *params])]
+
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(2):
+            run(static_x)
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        static_results = run(static_x)
+    with torch.no_grad():
+        static_x.copy_(x)
+    graph.replay()
+    torch.cuda.synchronize()
+    return [t.clone() for t in static_results], run(x.detach().requires_grad_())
+
+
+@pytest.mark.parametrize("name", list(CELLS))
+def test_cuda_graph_capture(name, cuda_path) -> None:
+    """A padded call makes no host synchronisation: forward and backward capture in a CUDA
+    graph, and its replay on new input gives the eager results."""
+    module_class, kwargs = CELLS[name]
+    module = module_class(16, 32, num_layers=2, backend="cuda", device="cuda", **kwargs)
+    captured, eager = _captured_and_eager(module, torch.randn(12, 4, 16, device="cuda"))
+    for got, want in zip(captured, eager, strict=True):
+        torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+
+
+def test_compile_reduce_overhead_cuda(cuda_path) -> None:
+    lstm = rnnkernels.FusedLSTM(16, 32, num_layers=2, backend="cuda", device="cuda")
+    compiled = torch.compile(lambda x: lstm(x)[0], mode="reduce-overhead", fullgraph=True)
+    x = torch.randn(12, 4, 16, device="cuda")
+    with torch.no_grad():
+        for _ in range(3):
+            got = compiled(x).clone()
+        torch.testing.assert_close(got, lstm(x)[0], atol=1e-5, rtol=1e-5)

@@ -22,7 +22,8 @@ from .single_step import table as single_step_table
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16,
           "float16": torch.float16}
-IMPLEMENTATIONS = ["nn", "nn-tf32", "nn-nocudnn", "cpp", "cuda", "python", "compile-python"]
+IMPLEMENTATIONS = ["nn", "nn-tf32", "nn-nocudnn", "cpp", "cuda", "cuda-steps", "python",
+                   "compile-python"]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

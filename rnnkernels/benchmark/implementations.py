@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 import rnnkernels
+from rnnkernels import _backend
 
 from .configs import Shape
 
@@ -107,6 +108,16 @@ def cudnn_tf32(allow: bool) -> contextlib.AbstractContextManager:
                        deterministic=cudnn.deterministic, allow_tf32=allow)
 
 
+@contextlib.contextmanager
+def persistent_kernels(enabled: bool):
+    """Our persistent kernels allowed where they apply, or the per-step loop everywhere."""
+    before = _backend._C.set_persistent_kernels(enabled)
+    try:
+        yield
+    finally:
+        _backend._C.set_persistent_kernels(before)
+
+
 def build(shape: Shape, names: list[str], device: str, dtype: torch.dtype) -> list[Implementation]:
     kwargs = dict(num_layers=shape.layers, bidirectional=shape.bidirectional, device=device,
                   dtype=dtype)
@@ -124,6 +135,12 @@ def build(shape: Shape, names: list[str], device: str, dtype: torch.dtype) -> li
             if device == "cuda":
                 found.append(Implementation("nn (cuDNN off)", reference,
                                             context=lambda: torch.backends.cudnn.flags(enabled=False)))
+        elif name == "cuda-steps":
+            if device == "cuda" and rnnkernels.backend_info()["available"]["cuda"]:
+                found.append(Implementation(
+                    "ours (cuda, per-step loop)",
+                    FUSED_CLASSES[shape.cell].from_torch(reference, backend="cuda"),
+                    context=lambda: persistent_kernels(False)))
         elif name == "compile-python":
             fused = FUSED_CLASSES[shape.cell].from_torch(reference, backend="python")
             found.append(Implementation("python + torch.compile", torch.compile(fused)))
