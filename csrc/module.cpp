@@ -45,16 +45,18 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   // returns the previous setting.
   m.def("set_persistent_kernels", &rnnk::set_persistent_kernels, py::arg("enabled"));
   // The CPU simulator of the persistent GPU kernels (grid/grid_simulator.h), for the tests:
-  // CPU float32/64 layers run on a simulated grid of at most `blocks` blocks (0: off);
-  // state_buffers=1 is the racy single-buffer variant. Clears the report.
+  // CPU float32/64 layers run on a simulated grid of at most `blocks` blocks (0: off), the
+  // tensor-core variant with tensor_cores; state_buffers=1 is the racy single-buffer
+  // variant. Clears the report.
   m.def(
       "simulate_grid",
-      [](int blocks, uint64_t seed, int state_buffers) {
+      [](int blocks, uint64_t seed, int state_buffers, bool tensor_cores) {
         TORCH_CHECK(state_buffers == 1 || state_buffers == 2,
                     "rnnkernels: state_buffers is 1 or 2, got ", state_buffers);
-        rnnk::grid_simulation().start(std::max(blocks, 0), seed, state_buffers);
+        rnnk::grid_simulation().start(std::max(blocks, 0), seed, state_buffers, tensor_cores);
       },
-      py::arg("blocks"), py::arg("seed") = 0, py::arg("state_buffers") = 2);
+      py::arg("blocks"), py::arg("seed") = 0, py::arg("state_buffers") = 2,
+      py::arg("tensor_cores") = false);
   // The grid barrier with host threads for blocks: wrong reads seen (0 where it holds).
   m.def("check_grid_barrier", &rnnk::check_grid_barrier, py::arg("blocks"), py::arg("rounds"));
   // Since simulate_grid: grid programs run, races found and the first one described.

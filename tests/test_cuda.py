@@ -207,3 +207,21 @@ def test_compile_reduce_overhead_cuda(cuda_path) -> None:
         for _ in range(3):
             got = compiled(x).clone()
         torch.testing.assert_close(got, lstm(x)[0], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["lstm", "gru", "rnn-tanh"])
+def test_tf32_tiles_against_float64_cuda(name) -> None:
+    """With torch's matmul TF32 flag on, the persistent kernels' float32 products run on
+    TF32 tensor cores: within the bound of 10-bit mantissas (as HALF_ULPS for fp16)."""
+    module_class, kwargs = CELLS[name]
+    module = module_class(32, 64, num_layers=2, backend="cuda", device="cuda", **kwargs)
+    reference = module_class(32, 64, num_layers=2, backend="cuda", device="cuda",
+                             dtype=torch.float64, **kwargs)
+    reference.load_state_dict({k: v.double() for k, v in module.state_dict().items()})
+    x = torch.randn(20, 8, 32, device="cuda")
+    torch.backends.cuda.matmul.allow_tf32 = True  # restored by _no_tf32
+    got = flatten(module(x))
+    want = flatten(reference(x.double()))
+    for g, w in zip(got, want, strict=True):
+        torch.testing.assert_close(g.double(), w, atol=HALF_ULPS[torch.float16] * w.abs().max().item(),
+                                   rtol=0)

@@ -1,6 +1,7 @@
 // The persistent CUDA kernels behind grid_layer.cpp: the device's limits, the shape a
 // layer takes (if all its blocks can be resident at once) and the launches on the
 // current stream.
+#include <ATen/Context.h>
 #include <ATen/Dispatch.h>
 #include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDAException.h>
@@ -47,7 +48,11 @@ GridShape cuda_grid_shape(CellKind kind, const at::Tensor& x, int64_t B, int64_t
                                   "rnnkernels_grid_shape", [&] {
     using C = typename CudaType<scalar_t>::type;
     const int acc = x.scalar_type() == at::kDouble ? 8 : 4;
-    shape = choose_grid_shape(B, H, cell_gates(kind), backward, sizeof(C), acc, limits);
+    // Tensor cores for the 16-bit types, and for float32 where torch lets its matmuls use
+    // TF32 (torch.backends.cuda.matmul.allow_tf32), as our cuBLAS GEMMs do.
+    const bool tiles = x.scalar_type() == at::kHalf || x.scalar_type() == at::kBFloat16 ||
+                       (x.scalar_type() == at::kFloat && at::globalContext().allowTF32CuBLAS());
+    shape = choose_grid_shape(B, H, cell_gates(kind), backward, tiles, sizeof(C), acc, limits);
     if (shape.blocks > 0 && !grid_fits<C>(kind, shape, H, backward, limits.blocks)) shape = {};
   });
   return shape;

@@ -39,8 +39,8 @@ GridPlan plan_grid(CellKind kind, const at::Tensor& x, bool projects, int64_t B,
   const bool cpu_float = x.scalar_type() == at::kFloat || x.scalar_type() == at::kDouble;
   if (x.is_cpu() && cpu_float && grid_simulation().blocks > 0) {
     const int elem = static_cast<int>(x.element_size());
-    plan.shape = choose_grid_shape(B, H, cell_gates(kind), backward, elem, elem,
-                                   simulated_grid_limits());
+    plan.shape = choose_grid_shape(B, H, cell_gates(kind), backward, grid_simulation().tiles,
+                                   elem, elem, simulated_grid_limits());
     plan.simulated = true;
   }
   return plan;

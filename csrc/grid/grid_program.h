@@ -6,23 +6,24 @@
 // [i * units, (i + 1) * units): forward keeps their G gate rows of W_hh in shared memory
 // for every step, backward the same units' columns (rows of W_hh^T). h_(t-1) is exchanged
 // through a double buffer in global memory, one grid barrier a step; backward exchanges
-// the step's gate gradients (dhg, an output anyway), one barrier a step too. Thread t of a
-// block works on batch row t / (units * split), unit (t / split) % units and the
-// (t % split)-th part of each dot product; the gate math is the cell headers'.
+// the step's gate gradients (dhg, an output anyway), one barrier a step too. The dot
+// products run either as each thread's FMA loop (thread t: batch row t / (units * split),
+// unit (t / split) % units, the (t % split)-th part of each product) or, with kTiles, as
+// tensor-core tiles a warp each (Ctx::mma_tile), split along their length the same way;
+// the parts are summed through shared memory, and the gate math is the cell headers', on
+// the thread of part 0 of each (row, unit).
 //
 // A step is a list of phases, each followed by a block sync or a grid barrier (after()):
 // between two grid barriers a block may read only what no other block writes.
 #pragma once
+#include <type_traits>
+
 #include "../cells/cells.h"
+#include "grid_layout.h"
 
 namespace rnnk {
 
 enum class Sync { Block, Grid };
-
-struct GridShape {
-  int blocks = 0, units = 0, split = 0, rows = 0;
-  RNNK_HD int threads() const { return rows * units * split; }
-};
 
 // The steps in visiting order: `rows` and `offsets` ([steps], device memory) for a packed
 // batch, or null for a padded one (every step all rows, offsets t * rows).
@@ -75,20 +76,11 @@ struct GridBackward {
   GridShape shape;
 };
 
-// A block's shared memory: float accumulators (the staged h_(t-1) rows in forward, the
-// dot products' partial sums) first, then, from this offset, the weights in their own type.
-RNNK_HD int64_t grid_weights_offset(const GridShape& s, int64_t H, int gates, bool backward,
-                                    int acc_bytes) {
-  const int64_t staged = backward ? 0 : int64_t(s.rows) * H;
-  const int64_t partials = int64_t(s.threads()) * (backward ? 1 : gates);
-  return ((staged + partials) * acc_bytes + 15) / 16 * 16;
-}
-
-// The whole of it, in bytes.
-RNNK_HD int64_t grid_shared_bytes(const GridShape& s, int64_t H, int gates, bool backward,
-                                  int elem_bytes, int acc_bytes) {
-  return grid_weights_offset(s, H, gates, backward, acc_bytes) +
-         int64_t(gates) * s.units * H * elem_bytes;
+// Where part `part` of `split` of a dot product of `length` starts: a multiple of
+// kPartAlign, so that every part but the last is whole tensor-core steps.
+RNNK_HD int64_t part_begin(int64_t length, int part, int split) {
+  const int64_t begin = round_up(length * part / split, kPartAlign);
+  return begin < length ? begin : length;
 }
 
 // Where a thread works (see the top of this file).
@@ -103,44 +95,83 @@ struct GridThread {
         part(ctx.thread % s.split),
         j(int64_t(ctx.block) * s.units + u),
         owns(j < H && b < s.rows) {}
-  // The part of [0, length) this thread's dot products cover.
-  RNNK_HD int64_t begin(int64_t length, int split) const {
-    return length * part / split;
-  }
-  RNNK_HD int64_t end(int64_t length, int split) const { return length * (part + 1) / split; }
 };
 
-// kBuffers is 2 (a double buffer for h); the simulator's tests build 1 as well, to see
-// its race check catch the single buffer's.
-template <typename Cell, typename T, typename Ctx, int kBuffers = 2>
+// The tensor-core tiles of a block's step: C[rows x cols] = A[rows x K] B[cols x K]^T,
+// cut in `split` parts along K; item i of (row tiles x column tiles x split) goes to warp
+// i % warps. Each warp adds its items' tiles to the partial sums [split][rows][cols]
+// (rows and cols padded to whole tiles), which the cell's thread sums over the parts.
+struct TileWork {
+  int64_t rows, cols, K, padded_rows, padded_cols;
+  int split;
+  template <typename Ctx, typename T, typename Acc>
+  RNNK_HD void run(Ctx& ctx, const T* a, int64_t lda, const T* b, int64_t ldb, Acc* sums) const {
+    const int warps = ctx.threads / 32, warp = ctx.thread / 32, lane = ctx.thread % 32;
+    const int64_t row_tiles = (rows + kTileRows - 1) / kTileRows;
+    const int64_t col_tiles = (cols + kTileCols - 1) / kTileCols;
+    for (int64_t item = warp; item < row_tiles * col_tiles * split; item += warps) {
+      const int part = static_cast<int>(item % split);
+      const int64_t tile = item / split, r0 = tile / col_tiles * kTileRows,
+                    c0 = tile % col_tiles * kTileCols;
+      Acc c[kTileSlots] = {Acc(0), Acc(0), Acc(0), Acc(0)};
+      ctx.mma_tile(lane, a + r0 * lda, lda, rows - r0, b + c0 * ldb, ldb, cols - c0,
+                   part_begin(K, part, split), part_begin(K, part + 1, split), c);
+      for (int slot = 0; slot < kTileSlots; ++slot) {
+        const int64_t r = r0 + tile_row(lane, slot), col = c0 + tile_col(lane, slot);
+        sums[(part * padded_rows + r) * padded_cols + col] = c[slot];
+      }
+    }
+  }
+  // The sum over the parts of C[r][col].
+  template <typename Acc>
+  RNNK_HD Acc total(const Acc* sums, int64_t r, int64_t col) const {
+    Acc sum = Acc(0);
+    for (int q = 0; q < split; ++q) sum += sums[(q * padded_rows + r) * padded_cols + col];
+    return sum;
+  }
+};
+
+// kTiles: the dot products on tensor cores (TileWork) rather than FMA. kBuffers is 2 (a
+// double buffer for h); the simulator's tests build 1 as well, to see its race check
+// catch the single buffer's.
+template <typename Cell, typename T, typename Ctx, bool kTiles, int kBuffers = 2>
 struct GridForwardProgram {
   using A = typename OpMath<T>::type;
   using L = typename Ctx::template Lanes<T>;
+  // Tensor-core tiles read h in the weights' type; the FMA loop in the accumulators'.
+  using Staged = std::conditional_t<kTiles, T, A>;
   static constexpr int G = Cell::kGates;
   static constexpr int kPhases = 3;
   RNNK_HD static Sync after(int phase) { return phase == 2 ? Sync::Grid : Sync::Block; }
-  RNNK_HD static int64_t shared_bytes(const GridShape& s, int64_t H) {
-    return grid_shared_bytes(s, H, G, /*backward=*/false, sizeof(T), sizeof(A));
+  RNNK_HD static GridLayout layout(const GridShape& s, int64_t H) {
+    return GridLayout(s, H, G, /*backward=*/false, sizeof(T), sizeof(A));
   }
   const GridForward<T>& p;
 
   RNNK_HD int64_t iterations() const { return p.order.steps; }
   RNNK_HD int64_t batch() const { return p.order.batch; }
-  RNNK_HD A* staged(Ctx& ctx) const { return reinterpret_cast<A*>(ctx.shared); }
-  RNNK_HD A* partials(Ctx& ctx) const { return staged(ctx) + p.shape.rows * p.H; }
+  RNNK_HD Staged* staged(Ctx& ctx) const { return reinterpret_cast<Staged*>(ctx.shared); }
+  RNNK_HD A* partials(Ctx& ctx) const {
+    return reinterpret_cast<A*>(ctx.shared + layout(p.shape, p.H).partials);
+  }
   RNNK_HD T* weights(Ctx& ctx) const {
-    return reinterpret_cast<T*>(ctx.shared + grid_weights_offset(p.shape, p.H, G, false,
-                                                                 sizeof(A)));
+    return reinterpret_cast<T*>(ctx.shared + layout(p.shape, p.H).weights);
+  }
+  RNNK_HD TileWork tiles(int64_t n) const {
+    const int64_t cols = int64_t(G) * p.shape.units;
+    return {n, cols, p.H, round_up(p.shape.rows, kTileRows), round_up(cols, kTileCols),
+            p.shape.split};
   }
 
-  // The block's gate rows into shared memory ([gate][unit][k]), and h0 into every state
-  // buffer on its units (a row that joins late, in a reverse packed batch, reads h0).
+  // The block's gate rows into shared memory ([gate][unit][k]; zeros for units past H, so
+  // that whole tiles read no garbage), and h0 into every state buffer on its units (a row
+  // that joins late, in a reverse packed batch, reads h0).
   RNNK_HD void setup(Ctx& ctx) const {
     const int64_t H = p.H, units = p.shape.units, j0 = int64_t(ctx.block) * units;
     T* w = weights(ctx);
     for (int64_t idx = ctx.thread; idx < G * units * H; idx += ctx.threads) {
       const int64_t g = idx / (units * H), u = idx / H % units, k = idx % H;
-      if (j0 + u < H) w[idx] = ctx.load(p.w_hh + (g * H + j0 + u) * H + k);
+      w[idx] = j0 + u < H ? ctx.load(p.w_hh + (g * H + j0 + u) * H + k) : OpMath<T>::store(A(0));
     }
     const int64_t B = batch();
     for (int64_t idx = ctx.thread; idx < B * units; idx += ctx.threads) {
@@ -162,25 +193,38 @@ struct GridForwardProgram {
     const int split = p.shape.split;
     if (phase == 0) {  // stage h_(t-1) of the active rows, every unit
       for (int64_t idx = ctx.thread; idx < n * H; idx += ctx.threads) {
-        staged(ctx)[idx] = OpMath<T>::load(ctx.load(current + idx));
+        const T v = ctx.load(current + idx);
+        if constexpr (kTiles) {
+          staged(ctx)[idx] = v;
+        } else {
+          staged(ctx)[idx] = OpMath<T>::load(v);
+        }
       }
     } else if (phase == 1) {  // the gates' dot products, a part each
-      if (!me.owns || me.b >= n) return;
-      const T* w = weights(ctx);
-      const A* h = staged(ctx) + me.b * H;
-      for (int g = 0; g < G; ++g) {
-        const T* row = w + (int64_t(g) * p.shape.units + me.u) * H;
-        A acc = A(0);
-        for (int64_t q = me.begin(H, split); q < me.end(H, split); ++q) {
-          acc += OpMath<T>::load(row[q]) * h[q];
+      if constexpr (kTiles) {
+        tiles(n).run(ctx, staged(ctx), H, weights(ctx), H, partials(ctx));
+      } else {
+        if (!me.owns || me.b >= n) return;
+        const A* h = staged(ctx) + me.b * H;
+        for (int g = 0; g < G; ++g) {
+          const T* row = weights(ctx) + (int64_t(g) * p.shape.units + me.u) * H;
+          A acc = A(0);
+          for (int64_t q = part_begin(H, me.part, split); q < part_begin(H, me.part + 1, split);
+               ++q) {
+            acc += OpMath<T>::load(row[q]) * h[q];
+          }
+          partials(ctx)[ctx.thread * G + g] = acc;
         }
-        partials(ctx)[ctx.thread * G + g] = acc;
       }
     } else {  // the cell, on the thread that holds part 0
       if (!me.owns || me.b >= n || me.part != 0) return;
       for (int g = 0; g < G; ++g) {
         A sum = A(0);
-        for (int q = 0; q < split; ++q) sum += partials(ctx)[(ctx.thread + q) * G + g];
+        if constexpr (kTiles) {
+          sum = tiles(n).total(partials(ctx), me.b, int64_t(g) * p.shape.units + me.u);
+        } else {
+          for (int q = 0; q < split; ++q) sum += partials(ctx)[(ctx.thread + q) * G + g];
+        }
         ctx.store(p.hg + me.b * GH + g * H + me.j, OpMath<T>::store(sum));
       }
       const int64_t at = me.b * H + me.j;
@@ -199,44 +243,57 @@ struct GridForwardProgram {
   }
 };
 
-template <typename Cell, typename T, typename Ctx>
+template <typename Cell, typename T, typename Ctx, bool kTiles>
 struct GridBackwardProgram {
   using A = typename OpMath<T>::type;
   using L = typename Ctx::template Lanes<T>;
   static constexpr int G = Cell::kGates;
   static constexpr int kPhases = 3;
   RNNK_HD static Sync after(int phase) { return phase == 0 ? Sync::Grid : Sync::Block; }
-  RNNK_HD static int64_t shared_bytes(const GridShape& s, int64_t H) {
-    return grid_shared_bytes(s, H, G, /*backward=*/true, sizeof(T), sizeof(A));
+  RNNK_HD static GridLayout layout(const GridShape& s, int64_t H) {
+    return GridLayout(s, H, G, /*backward=*/true, sizeof(T), sizeof(A));
   }
   const GridBackward<T>& p;
 
   RNNK_HD int64_t iterations() const { return p.order.steps; }
-  RNNK_HD A* partials(Ctx& ctx) const { return reinterpret_cast<A*>(ctx.shared); }
+  RNNK_HD A* partials(Ctx& ctx) const {
+    return reinterpret_cast<A*>(ctx.shared + layout(p.shape, p.H).partials);
+  }
   RNNK_HD T* weights(Ctx& ctx) const {
-    return reinterpret_cast<T*>(ctx.shared + grid_weights_offset(p.shape, p.H, G, true,
-                                                                 sizeof(A)));
+    return reinterpret_cast<T*>(ctx.shared + layout(p.shape, p.H).weights);
+  }
+  // Transposed, so that the block's units are the tile rows: C^T = W_hh^T's rows dhg^T.
+  RNNK_HD TileWork tiles(int64_t n) const {
+    return {p.shape.units, n, G * p.H, round_up(p.shape.units, kTileRows),
+            round_up(p.shape.rows, kTileCols), p.shape.split};
   }
 
-  // The block's units' columns of W_hh into shared memory ([unit][gate row]).
+  // The block's units' columns of W_hh into shared memory ([unit][gate row]; zeros for
+  // units past H).
   RNNK_HD void setup(Ctx& ctx) const {
     const int64_t H = p.H, GH = G * H, units = p.shape.units, j0 = int64_t(ctx.block) * units;
     T* w = weights(ctx);
     for (int64_t idx = ctx.thread; idx < units * GH; idx += ctx.threads) {
       const int64_t u = idx / GH, r = idx % GH;
-      if (j0 + u < H) w[idx] = ctx.load(p.w_hh + r * H + j0 + u);
+      w[idx] = j0 + u < H ? ctx.load(p.w_hh + r * H + j0 + u) : OpMath<T>::store(A(0));
     }
   }
 
   // Iteration i is step steps - 1 - i: the cell's gradients (then every block's are in
-  // dhg), then dL/dh_(t-1) = dhg W_hh on the block's units, a part a thread, then summed.
+  // dhg), then dL/dh_(t-1) = dhg W_hh on the block's units, in parts, then summed.
   RNNK_HD void phase(int phase, int64_t i, Ctx& ctx) const {
     const int64_t H = p.H, GH = G * H;
     const int64_t k = p.order.steps - 1 - i;
     const int64_t n = p.order.step_rows(k), off = p.order.step_offset(k);
     const GridThread me(ctx, p.shape, H);
-    if (!me.owns || me.b >= n) return;
     const int split = p.shape.split;
+    if constexpr (kTiles) {
+      if (phase == 1) {  // every warp takes part, whatever its threads' rows
+        tiles(n).run(ctx, weights(ctx), GH, p.dhg + off * GH, GH, partials(ctx));
+        return;
+      }
+    }
+    if (!me.owns || me.b >= n) return;
     if (phase == 0) {
       if (me.part != 0) return;
       StepBackward<T> step{p.dh,
@@ -253,14 +310,19 @@ struct GridBackwardProgram {
       const T* column = weights(ctx) + int64_t(me.u) * GH;
       const T* grads = p.dhg + (off + me.b) * GH;
       A acc = A(0);
-      for (int64_t r = me.begin(GH, split); r < me.end(GH, split); ++r) {
+      for (int64_t r = part_begin(GH, me.part, split); r < part_begin(GH, me.part + 1, split);
+           ++r) {
         acc += OpMath<T>::load(ctx.load(grads + r)) * OpMath<T>::load(column[r]);
       }
       partials(ctx)[ctx.thread] = acc;
     } else {
       if (me.part != 0) return;
       A sum = A(0);
-      for (int q = 0; q < split; ++q) sum += partials(ctx)[ctx.thread + q];
+      if constexpr (kTiles) {
+        sum = tiles(n).total(partials(ctx), me.u, me.b);
+      } else {
+        for (int q = 0; q < split; ++q) sum += partials(ctx)[ctx.thread + q];
+      }
       T* dh = p.dh + me.b * H + me.j;
       if (Cell::kDirectHiddenGradient) sum += OpMath<T>::load(ctx.load(dh));
       ctx.store(dh, OpMath<T>::store(sum));
@@ -277,31 +339,6 @@ RNNK_HD void visit_phases(const Program& program, const Visit& visit) {
   for (int64_t i = 0; i < program.iterations(); ++i) {
     for (int ph = 0; ph < Program::kPhases; ++ph) visit(ph, i, Program::after(ph));
   }
-}
-
-// The shape of a grid for a layer, or blocks == 0 where none fits: the fewest units a
-// block (the most blocks, within `blocks`) and as many threads a (row, unit) as the block
-// may have, up to kMaxSplit. More units a block only need more shared memory.
-struct GridLimits {
-  int blocks, threads, rows;
-  int64_t shared_bytes;
-};
-inline constexpr int kMaxSplit = 16;
-
-inline GridShape choose_grid_shape(int64_t B, int64_t H, int gates, bool backward, int elem_bytes,
-                                   int acc_bytes, const GridLimits& limits) {
-  if (B < 1 || H < 1 || B > limits.rows || limits.blocks < 1) return {};
-  GridShape s;
-  s.rows = static_cast<int>(B);
-  s.units = static_cast<int>((H + limits.blocks - 1) / limits.blocks);
-  s.blocks = static_cast<int>((H + s.units - 1) / s.units);
-  s.split = 1;
-  if (s.threads() > limits.threads) return {};
-  while (s.split < kMaxSplit && 2 * s.threads() <= limits.threads) s.split *= 2;
-  if (grid_shared_bytes(s, H, gates, backward, elem_bytes, acc_bytes) > limits.shared_bytes) {
-    return {};
-  }
-  return s;
 }
 
 }  // namespace rnnk

@@ -92,6 +92,19 @@ struct SimulatedContext {
     t_shadow->write(p, block);
     *p = v;
   }
+  // A tensor-core tile (TileWork), this lane's slots only, in the accumulators' type:
+  // what a lane holds after the warp's mma steps, up to the order of the sums.
+  template <typename T, typename Acc>
+  void mma_tile(int lane, const T* a, int64_t lda, int64_t a_rows, const T* b, int64_t ldb,
+                int64_t b_rows, int64_t k_begin, int64_t k_end, Acc (&c)[kTileSlots]) const {
+    for (int slot = 0; slot < kTileSlots; ++slot) {
+      const int row = tile_row(lane, slot), col = tile_col(lane, slot);
+      if (row >= a_rows || col >= b_rows) continue;
+      for (int64_t k = k_begin; k < k_end; ++k) {
+        c[slot] += Acc(load(a + row * lda + k)) * Acc(load(b + col * ldb + k));
+      }
+    }
+  }
 };
 
 struct Work {
@@ -138,10 +151,11 @@ void simulate(const Program& program, const GridShape& shape, int64_t shared_byt
 
 }  // namespace
 
-void GridSimulation::start(int max_blocks, uint64_t order_seed, int buffers) {
+void GridSimulation::start(int max_blocks, uint64_t order_seed, int buffers, bool tensor_cores) {
   blocks = max_blocks;
   seed = order_seed;
   state_buffers = buffers;
+  tiles = tensor_cores;
   launches = 0;
   races = 0;
   const std::lock_guard<std::mutex> lock(first_race_lock);
@@ -162,12 +176,15 @@ template <typename T>
 void simulate_grid_forward(CellKind kind, const GridForward<T>& p) {
   visit_cell(kind, [&](auto cell) {
     using Cell = decltype(cell);
-    using Program = GridForwardProgram<Cell, T, SimulatedContext>;
-    const int64_t bytes = Program::shared_bytes(p.shape, p.H);
+    const auto run = [&](auto program) {
+      simulate(program, p.shape, program.layout(p.shape, p.H).total);
+    };
     if (grid_simulation().state_buffers == 1) {
-      simulate(GridForwardProgram<Cell, T, SimulatedContext, 1>{p}, p.shape, bytes);
+      run(GridForwardProgram<Cell, T, SimulatedContext, false, 1>{p});
+    } else if (p.shape.tiles) {
+      run(GridForwardProgram<Cell, T, SimulatedContext, true>{p});
     } else {
-      simulate(Program{p}, p.shape, bytes);
+      run(GridForwardProgram<Cell, T, SimulatedContext, false>{p});
     }
   });
 }
@@ -175,8 +192,15 @@ void simulate_grid_forward(CellKind kind, const GridForward<T>& p) {
 template <typename T>
 void simulate_grid_backward(CellKind kind, const GridBackward<T>& p) {
   visit_cell(kind, [&](auto cell) {
-    using Program = GridBackwardProgram<decltype(cell), T, SimulatedContext>;
-    simulate(Program{p}, p.shape, Program::shared_bytes(p.shape, p.H));
+    using Cell = decltype(cell);
+    const auto run = [&](auto program) {
+      simulate(program, p.shape, program.layout(p.shape, p.H).total);
+    };
+    if (p.shape.tiles) {
+      run(GridBackwardProgram<Cell, T, SimulatedContext, true>{p});
+    } else {
+      run(GridBackwardProgram<Cell, T, SimulatedContext, false>{p});
+    }
   });
 }
 

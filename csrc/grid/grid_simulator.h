@@ -20,12 +20,13 @@ struct GridSimulation {
   int blocks = 0;         // the most blocks a grid may have; 0: the simulator is off
   uint64_t seed = 0;      // of the blocks' order
   int state_buffers = 2;  // forward's h buffers: 1 is the deliberately racy variant
+  bool tiles = false;     // the tensor-core variant, its tiles computed one slot at a time
   std::atomic<int64_t> launches{0};  // grid programs run so far
   std::atomic<int64_t> races{0};     // found so far
   std::mutex first_race_lock;
   std::string first_race;
 
-  void start(int max_blocks, uint64_t order_seed, int buffers);
+  void start(int max_blocks, uint64_t order_seed, int buffers, bool tensor_cores);
 };
 
 // The simulator's settings and findings.
