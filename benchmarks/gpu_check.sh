@@ -2,7 +2,7 @@
 # The GPU check, for the lent GPU machine (offline; torch with CUDA already installed):
 # builds the extension for sm_90, stops at once unless backend_info() shows the cuda
 # backend available, runs every CUDA test, then the GPU benchmark, writing every log and
-# JSON to $OUT. Its time limits (200 + 120 + 150 s) keep it under 8 minutes.
+# JSON to $OUT. Its time limits (180 + 160 + 120 s) keep it under 8 minutes.
 #   OUT=/some/folder bash benchmarks/gpu_check.sh
 #   RNNKERNELS_GPU_CHECK_BUILT=1: the extension is built already (a rerun): no build.
 # Every step runs under a time limit that sends SIGINT first, as Ctrl-C would: pytest and
@@ -27,7 +27,7 @@ torch.cuda.get_device_name() if torch.cuda.is_available() else None)"
 
 if [ "${RNNKERNELS_GPU_CHECK_BUILT:-0}" != 1 ]; then
   echo "== build (sm_${TORCH_CUDA_ARCH_LIST//./})"
-  if ! limit 200 python -m pip install --no-index --no-deps --no-build-isolation -v -e . \
+  if ! limit 180 python -m pip install --no-index --no-deps --no-build-isolation -v -e . \
       > "$OUT/build.log" 2>&1; then
     tail -n 60 "$OUT/build.log"
     echo "build failed: see $OUT/build.log"
@@ -56,7 +56,7 @@ then
 fi
 
 echo "== CUDA tests"
-limit 120 python -m pytest -q -p no:cacheprovider tests/test_cuda.py \
+limit 160 python -m pytest -q -p no:cacheprovider tests/test_cuda.py \
   --junitxml="$OUT/cuda-tests.xml" > "$OUT/cuda-tests.log" 2>&1
 echo "cuda tests exit code $?"
 tail -n 15 "$OUT/cuda-tests.log"
@@ -65,7 +65,7 @@ echo "== GPU benchmark"
 # float32 parity with TF32 off on both sides (our GEMMs and cuDNN); nn is also timed with
 # cuDNN's TF32 on (its default), and the JSON records the flags. A disagreement with nn is
 # recorded in the JSON, not fatal.
-limit 150 python -m rnnkernels.benchmark --devices cuda --impls nn nn-tf32 nn-nocudnn cuda cuda-steps \
+limit 120 python -m rnnkernels.benchmark --devices cuda --impls nn nn-tf32 nn-nocudnn cuda cuda-steps \
   --dtypes float32 bfloat16 --modes fwd train --tf32 off --on-mismatch record \
   --repeats 20 --budget 1.0 \
   --shape 100,64,512,512 --shape 1024,16,768,768 --shape 100,1,64,64 --shape 100,32,256,256 \
