@@ -1,5 +1,8 @@
 // The closed set of cells, and one switch that maps a runtime kind to its math type.
 #pragma once
+#include <stdexcept>
+#include <string>
+
 #include "gru.h"
 #include "lstm.h"
 #include "rnn.h"
@@ -25,9 +28,13 @@ decltype(auto) visit_cell(CellKind kind, F&& f) {
       return f(GruCell{});
     case CellKind::RnnTanh:
       return f(RnnTanhCell{});
-    default:
+    case CellKind::RnnRelu:
       return f(RnnReluCell{});
   }
+  // Host code only (kernels get their cell as a type): the ops' entry points check kinds,
+  // so this is a bug, never a silently chosen cell.
+  throw std::invalid_argument("rnnkernels: unknown cell kind " +
+                              std::to_string(static_cast<int>(kind)));
 }
 
 inline int cell_gates(CellKind kind) {
