@@ -1,5 +1,5 @@
-"""Shared test helpers: which backends run here, model pairs with equal weights, and a
-spy on the fused backward ops."""
+"""Shared test helpers: which backends run here, model pairs with equal weights, a spy on
+the fused backward ops, and the op and module cases several test files use."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ from collections.abc import Callable
 import pytest
 import torch
 from torch import nn
+from torch.func import functional_call
+from torch.nn.utils.rnn import pack_padded_sequence
 from torch.utils._python_dispatch import TorchDispatchMode
 
 import rnnkernels
@@ -133,3 +135,117 @@ class OpLog(TorchDispatchMode):
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         self.names.append(str(func.overloadpacket))
         return func(*args, **(kwargs or {}))
+
+
+# The op and module cases several test files share.
+FUSED_MODULES = {
+    "lstm": (rnnkernels.FusedLSTM, {}),
+    "lstm-proj": (rnnkernels.FusedLSTM, {"proj_size": 2}),
+    "gru": (rnnkernels.FusedGRU, {}),
+    "rnn-tanh": (rnnkernels.FusedRNN, {"nonlinearity": "tanh"}),
+    "rnn-relu": (rnnkernels.FusedRNN, {"nonlinearity": "relu"}),
+}
+
+
+def module_as_function(module: torch.nn.Module, packed_lengths: torch.Tensor | None = None):
+    """f(x, h0, [c0,] *params) -> outputs, for gradcheck."""
+    names = [name for name, _ in module.named_parameters()]
+    has_cell = isinstance(module, rnnkernels.FusedLSTM)
+
+    def run(x, *rest):
+        states, params = (rest[:2], rest[2:]) if has_cell else (rest[:1], rest[1:])
+        hx = tuple(states) if has_cell else states[0]
+        inputs = pack_padded_sequence(x, packed_lengths) if packed_lengths is not None else x
+        output, hidden = functional_call(module, dict(zip(names, params, strict=True)),
+                                         (inputs, hx))
+        data = output.data if packed_lengths is not None else output
+        return (data, *hidden) if has_cell else (data, hidden)
+
+    return run
+
+
+def gradcheck_inputs(module: torch.nn.Module, steps: int = 3, batch: int = 2) -> list[torch.Tensor]:
+    layers = module.num_layers * (2 if module.bidirectional else 1)
+    h_size = getattr(module, "proj_size", 0) or module.hidden_size
+    options = dict(dtype=torch.float64, requires_grad=True)
+    tensors = [torch.randn(steps, batch, module.input_size, **options),
+               torch.randn(layers, batch, h_size, **options)]
+    if isinstance(module, rnnkernels.FusedLSTM):
+        tensors.append(torch.randn(layers, batch, module.hidden_size, **options))
+    return tensors + [p.detach().clone().requires_grad_() for p in module.parameters()]
+
+
+OP_CASES = [  # (cell, with projection, packed batch sizes or [] for padded)
+    ("lstm", False, []),
+    ("lstm", True, []),
+    ("lstm", False, [3, 2, 2, 1]),
+    ("gru", False, []),
+    ("gru", False, [3, 2, 2, 1]),
+    ("rnn_tanh", False, []),
+    ("rnn_relu", False, [3, 2, 2, 1]),
+]
+
+
+def op_case_id(case: tuple) -> str:
+    return f"{case[0]}-proj{int(case[1])}-packed{int(bool(case[2]))}"
+
+
+def op_forward_args(cell: str, projects: bool, batch_sizes: list[int], device: str = "cpu",
+                  dtype: torch.dtype = torch.float64, reverse: bool = False) -> tuple:
+    hidden, inputs, proj = 4, 3, 2
+    out_size = proj if projects else hidden
+    gates = _ops.GATES[cell] * hidden
+
+    def make(*shape):
+        return torch.randn(*shape, dtype=dtype, device=device, requires_grad=True)
+
+    x = make(sum(batch_sizes), inputs) if batch_sizes else make(4, 3, inputs)
+    batch = batch_sizes[0] if batch_sizes else 3
+    c0 = make(batch, hidden) if cell == "lstm" else None
+    w_hr = make(proj, hidden) if projects else None
+    return (x, batch_sizes, make(batch, out_size), c0, make(gates, inputs), make(gates, out_size),
+            make(gates), make(gates), w_hr, reverse)
+
+
+def op_backward_args(cell: str, forward_args: tuple) -> tuple:
+    x, batch_sizes, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, reverse = forward_args
+    with torch.no_grad():
+        output, h_n, c_n, saved, h_prev, c_prev, r_seq = _ops.forward_op(cell)(*forward_args)
+    grad_c_n = torch.randn_like(c_n) if cell == "lstm" else None
+    return (torch.randn_like(output), torch.randn_like(h_n), grad_c_n, x.detach(), batch_sizes,
+            w_ih.detach(), w_hh.detach(), True, None if w_hr is None else w_hr.detach(), saved,
+            h_prev, c_prev, r_seq, reverse)
+
+
+def cell_op_forward_args(cell: str, device: str = "cpu", bias: bool = True) -> tuple:
+    hidden, inputs = 4, 3
+    gates = _ops.GATES[cell] * hidden
+
+    def make(*shape):
+        return torch.randn(*shape, dtype=torch.float64, device=device, requires_grad=True)
+
+    c = make(2, hidden) if cell == "lstm" else None
+    return (make(2, inputs), make(2, hidden), c, make(gates, inputs), make(gates, hidden),
+            make(gates) if bias else None, make(gates) if bias else None)
+
+
+def cell_op_backward_args(cell: str, forward_args: tuple) -> tuple:
+    x, h, c, w_ih, w_hh, b_ih, b_hh = forward_args
+    with torch.no_grad():
+        h_new, c_new, saved, c_prev = _ops.cell_forward_op(cell)(*forward_args)
+    return (torch.randn_like(h_new), torch.randn_like(c_new) if cell == "lstm" else None,
+            x.detach(), h.detach(), w_ih.detach(), w_hh.detach(), b_ih is not None, saved, c_prev)
+
+
+def float32_op_args(cell: str, projects: bool, batch_sizes: list[int], reverse: bool) -> tuple:
+    """Sizes that take the persistent kernels' two-thread, partial-block paths (H = 40)."""
+    hidden, inputs, proj, batch = 40, 24, 16, 48
+    gates = _ops.GATES[cell] * hidden
+    out_size = proj if projects else hidden
+    steps = [batch - 2 * t for t in range(6)] if batch_sizes else []
+    x = torch.randn(sum(steps), inputs) if steps else torch.randn(6, batch, inputs)
+    c0 = torch.randn(batch, hidden) if cell == "lstm" else None
+    w_hr = torch.randn(proj, hidden) * 0.2 if projects else None
+    return (x, steps, torch.randn(batch, out_size), c0, torch.randn(gates, inputs) * 0.2,
+            torch.randn(gates, out_size) * 0.2, torch.randn(gates), torch.randn(gates), w_hr,
+            reverse)

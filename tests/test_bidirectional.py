@@ -12,14 +12,12 @@ import torch
 import rnnkernels
 from rnnkernels import _bidirectional, _ops
 
-from conftest import OpLog
-from test_inference import _float32_args
-from test_opcheck import CASES, _forward_args
+from conftest import OP_CASES, OpLog, float32_op_args, op_forward_args
 
 pytestmark = pytest.mark.skipif(not rnnkernels.backend_info()["compiled"]["cpp"],
                                 reason="the C++ extension is not built")
 
-CASE_IDS = [f"{c[0]}-proj{int(c[1])}-packed{int(bool(c[2]))}" for c in CASES]
+CASE_IDS = [f"{c[0]}-proj{int(c[1])}-packed{int(bool(c[2]))}" for c in OP_CASES]
 
 
 def _both(make_args) -> tuple:
@@ -35,12 +33,12 @@ OP_PAIRS = {"forward": (_bidirectional.forward_op, _ops.forward_op),
 
 
 @pytest.mark.parametrize("kind", OP_PAIRS)
-@pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
+@pytest.mark.parametrize("case", OP_CASES, ids=CASE_IDS)
 def test_matches_a_layer_call_per_direction(case, kind, threads) -> None:
     cell, projects, batch_sizes = case
     both_op, layer_op = (make(cell) for make in OP_PAIRS[kind])
     torch.manual_seed(0)
-    x, sizes, ahead, back = _both(lambda rev: _float32_args(cell, projects, batch_sizes, rev))
+    x, sizes, ahead, back = _both(lambda rev: float32_op_args(cell, projects, batch_sizes, rev))
     with torch.no_grad():
         got = both_op(x, sizes, *ahead, *back)
         want = (*layer_op(x, sizes, *ahead, False), *layer_op(x, sizes, *back, True))
@@ -65,11 +63,11 @@ def _backward_args(cell: str, x, sizes, ahead, back) -> tuple:
     return (x.detach(), sizes, True, *per_direction)
 
 
-@pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
+@pytest.mark.parametrize("case", OP_CASES, ids=CASE_IDS)
 def test_backward_matches_a_layer_backward_per_direction(case, threads) -> None:
     cell, projects, batch_sizes = case
     torch.manual_seed(0)
-    x, sizes, ahead, back = _both(lambda rev: _float32_args(cell, projects, batch_sizes, rev))
+    x, sizes, ahead, back = _both(lambda rev: float32_op_args(cell, projects, batch_sizes, rev))
     args = _backward_args(cell, x, sizes, ahead, back)
     got = _bidirectional.backward_op(cell)(*args)
     want = [_ops.backward_op(cell)(*args[3 + 10 * d:6 + 10 * d], args[0], sizes,
@@ -81,29 +79,29 @@ def test_backward_matches_a_layer_backward_per_direction(case, threads) -> None:
 
 
 @pytest.mark.parametrize("kind", OP_PAIRS)
-@pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
+@pytest.mark.parametrize("case", OP_CASES, ids=CASE_IDS)
 def test_opcheck(case, kind) -> None:
     cell, projects, batch_sizes = case
-    x, sizes, ahead, back = _both(lambda rev: _forward_args(cell, projects, batch_sizes,
+    x, sizes, ahead, back = _both(lambda rev: op_forward_args(cell, projects, batch_sizes,
                                                             reverse=rev))
     torch.library.opcheck(OP_PAIRS[kind][0](cell), (x, sizes, *ahead, *back))
 
 
 @pytest.mark.parametrize("input_grad", [True, False])
-@pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
+@pytest.mark.parametrize("case", OP_CASES, ids=CASE_IDS)
 def test_opcheck_backward(case, input_grad) -> None:
     cell, projects, batch_sizes = case
-    x, sizes, ahead, back = _both(lambda rev: _forward_args(cell, projects, batch_sizes,
+    x, sizes, ahead, back = _both(lambda rev: op_forward_args(cell, projects, batch_sizes,
                                                             reverse=rev))
     torch.library.opcheck(_bidirectional.backward_op(cell),
                           _backward_args(cell, x, sizes, ahead, back), {"input_grad": input_grad})
 
 
-@pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
+@pytest.mark.parametrize("case", OP_CASES, ids=CASE_IDS)
 def test_backward_without_input_grad(case) -> None:
     """input_grad=False skips x's gradient (empty) and leaves the others as they were."""
     cell, projects, batch_sizes = case
-    x, sizes, ahead, back = _both(lambda rev: _forward_args(cell, projects, batch_sizes,
+    x, sizes, ahead, back = _both(lambda rev: op_forward_args(cell, projects, batch_sizes,
                                                             reverse=rev))
     args = _backward_args(cell, x, sizes, ahead, back)
     full = _bidirectional.backward_op(cell)(*args)
@@ -118,7 +116,7 @@ def test_backward_without_input_grad(case) -> None:
 def test_gradient_through_the_op(cell, kind) -> None:
     """fp64 gradcheck: the fused backward op (forward op) or the reference math (inference
     op, and any graph of the backward)."""
-    x, sizes, ahead, back = _both(lambda rev: _forward_args(cell, False, [3, 2, 2, 1],
+    x, sizes, ahead, back = _both(lambda rev: op_forward_args(cell, False, [3, 2, 2, 1],
                                                             reverse=rev))
     tensors = [t for t in (x, *ahead, *back) if t is not None]
     op, outputs = OP_PAIRS[kind][0](cell), 7 if kind == "forward" else 3
@@ -137,7 +135,7 @@ def test_gradient_through_the_op(cell, kind) -> None:
 
 @pytest.mark.parametrize("kind", OP_PAIRS)
 def test_an_error_in_one_direction_reaches_the_caller(kind, threads) -> None:
-    x, sizes, ahead, back = _both(lambda rev: _float32_args("lstm", False, [], rev))
+    x, sizes, ahead, back = _both(lambda rev: float32_op_args("lstm", False, [], rev))
     bad_back = (back[0], back[1], back[2], back[3][:, :-1], *back[4:])
     with pytest.raises(RuntimeError, match="w_hh must have shape"):
         with torch.no_grad():
@@ -145,7 +143,7 @@ def test_an_error_in_one_direction_reaches_the_caller(kind, threads) -> None:
 
 
 def test_biases_in_one_direction_only_are_refused() -> None:
-    x, sizes, ahead, back = _both(lambda rev: _float32_args("gru", False, [], rev))
+    x, sizes, ahead, back = _both(lambda rev: float32_op_args("gru", False, [], rev))
     without_bias = (*back[:4], None, None, back[6])
     with pytest.raises(RuntimeError, match="biases or neither"):
         _bidirectional.forward_op("gru")(x, sizes, *ahead, *without_bias)

@@ -8,10 +8,10 @@ import torch
 from torch import nn
 
 import rnnkernels
-from conftest import assert_parity, flatten, module_pair, requires_cuda
-from test_gradcheck import CELLS, _as_function, _inputs
-from test_opcheck import (CASES, _backward_args, _cell_backward_args, _cell_forward_args,
-                          _forward_args)
+from conftest import (FUSED_MODULES, OP_CASES, assert_parity, cell_op_backward_args,
+                      cell_op_forward_args, flatten, gradcheck_inputs, module_as_function,
+                      module_pair, op_backward_args, op_case_id, op_forward_args,
+                      requires_cuda)
 from rnnkernels import _backend, _ops
 
 pytestmark = requires_cuda
@@ -25,24 +25,24 @@ def _no_tf32():
     torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = previous
 
 
-@pytest.mark.parametrize("cell", list(CELLS))
+@pytest.mark.parametrize("cell", list(FUSED_MODULES))
 @pytest.mark.parametrize("layers", [1, 2])
 @pytest.mark.parametrize("bidirectional", [False, True], ids=["uni", "bi"])
 def test_gradcheck_cuda(cell, layers, bidirectional) -> None:
-    module_class, kwargs = CELLS[cell]
+    module_class, kwargs = FUSED_MODULES[cell]
     module = module_class(3, 3, num_layers=layers, bidirectional=bidirectional, backend="cuda",
                           dtype=torch.float64, device="cuda", **kwargs)
-    inputs = [t.detach().cuda().requires_grad_() for t in _inputs(module)]
-    assert torch.autograd.gradcheck(_as_function(module), inputs, check_batched_grad=True)
+    inputs = [t.detach().cuda().requires_grad_() for t in gradcheck_inputs(module)]
+    assert torch.autograd.gradcheck(module_as_function(module), inputs, check_batched_grad=True)
 
 
-@pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c[0]}-proj{int(c[1])}-packed{int(bool(c[2]))}")
+@pytest.mark.parametrize("case", OP_CASES, ids=op_case_id)
 def test_opcheck_cuda(case) -> None:
     cell, projects, batch_sizes = case
-    args = _forward_args(cell, projects, batch_sizes, device="cuda")
+    args = op_forward_args(cell, projects, batch_sizes, device="cuda")
     torch.library.opcheck(_ops.forward_op(cell), args)
     torch.library.opcheck(_ops.inference_op(cell), args)
-    torch.library.opcheck(_ops.backward_op(cell), _backward_args(cell, args))
+    torch.library.opcheck(_ops.backward_op(cell), op_backward_args(cell, args))
     with torch.no_grad():  # the inference op: the same kernels, nothing kept for backward
         inferred, trained = _ops.inference_op(cell)(*args), _ops.forward_op(cell)(*args)[:3]
         for got, want in zip(inferred, trained, strict=True):
@@ -51,9 +51,9 @@ def test_opcheck_cuda(case) -> None:
 
 @pytest.mark.parametrize("cell", _ops.CELLS)
 def test_cell_opcheck_cuda(cell) -> None:
-    args = _cell_forward_args(cell, device="cuda")
+    args = cell_op_forward_args(cell, device="cuda")
     torch.library.opcheck(_ops.cell_forward_op(cell), args)
-    torch.library.opcheck(_ops.cell_backward_op(cell), _cell_backward_args(cell, args))
+    torch.library.opcheck(_ops.cell_backward_op(cell), cell_op_backward_args(cell, args))
 
 
 PARITY = [(nn.LSTM, {}), (nn.LSTM, {"proj_size": 8}), (nn.GRU, {}),
@@ -104,7 +104,7 @@ HALF_ULPS = {torch.bfloat16: 8 * 2.0**-8, torch.float16: 8 * 2.0**-11}
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=str)
 @pytest.mark.parametrize("name", ["lstm", "gru", "rnn-tanh"])
 def test_half_against_float32_cuda(dtype, name, cuda_path) -> None:
-    module_class, kwargs = CELLS[name]
+    module_class, kwargs = FUSED_MODULES[name]
     module = module_class(32, 64, num_layers=2, backend="cuda", device="cuda", **kwargs).to(dtype)
     reference = module_class(32, 64, num_layers=2, backend="cuda", device="cuda", **kwargs)
     reference.load_state_dict({k: v.float() for k, v in module.state_dict().items()})
@@ -117,9 +117,9 @@ def test_half_against_float32_cuda(dtype, name, cuda_path) -> None:
                                    rtol=0)
 
 
-@pytest.mark.parametrize("name", list(CELLS))
+@pytest.mark.parametrize("name", list(FUSED_MODULES))
 def test_cuda_agrees_with_cpu_kernels(name) -> None:
-    module_class, kwargs = CELLS[name]
+    module_class, kwargs = FUSED_MODULES[name]
     cpu = module_class(8, 16, num_layers=2, bidirectional=True, backend="cpp", **kwargs)
     gpu = module_class(8, 16, num_layers=2, bidirectional=True, backend="cuda", device="cuda",
                        **kwargs)
@@ -142,11 +142,11 @@ def test_mixed_devices_error() -> None:
         module(torch.randn(3, 2, 4))
 
 
-@pytest.mark.parametrize("name", list(CELLS))
+@pytest.mark.parametrize("name", list(FUSED_MODULES))
 def test_grid_kernels_take_small_batches(name) -> None:
     """B=8, H=64: every layer direction runs on the persistent kernels, so the per-step
     loop counts no launches; with them off it counts two a step."""
-    module_class, kwargs = CELLS[name]
+    module_class, kwargs = FUSED_MODULES[name]
     module = module_class(16, 64, bidirectional=True, backend="cuda", device="cuda", **kwargs)
     x = torch.randn(10, 8, 16, device="cuda", requires_grad=True)
 
@@ -188,11 +188,11 @@ def _captured_and_eager(module: nn.Module, x: torch.Tensor) -> tuple[list, list]
     return [t.clone() for t in static_results], run(x.detach().requires_grad_())
 
 
-@pytest.mark.parametrize("name", list(CELLS))
+@pytest.mark.parametrize("name", list(FUSED_MODULES))
 def test_cuda_graph_capture(name, cuda_path) -> None:
     """A padded call makes no host synchronisation: forward and backward capture in a CUDA
     graph, and its replay on new input gives the eager results."""
-    module_class, kwargs = CELLS[name]
+    module_class, kwargs = FUSED_MODULES[name]
     module = module_class(16, 32, num_layers=2, backend="cuda", device="cuda", **kwargs)
     captured, eager = _captured_and_eager(module, torch.randn(12, 4, 16, device="cuda"))
     for got, want in zip(captured, eager, strict=True):
@@ -213,7 +213,7 @@ def test_compile_reduce_overhead_cuda(cuda_path) -> None:
 def test_tf32_tiles_against_float64_cuda(name) -> None:
     """With torch's matmul TF32 flag on, the persistent kernels' float32 products run on
     TF32 tensor cores: within the bound of 10-bit mantissas (as HALF_ULPS for fp16)."""
-    module_class, kwargs = CELLS[name]
+    module_class, kwargs = FUSED_MODULES[name]
     module = module_class(32, 64, num_layers=2, backend="cuda", device="cuda", **kwargs)
     reference = module_class(32, 64, num_layers=2, backend="cuda", device="cuda",
                              dtype=torch.float64, **kwargs)

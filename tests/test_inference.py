@@ -13,32 +13,17 @@ import torch
 import rnnkernels
 from rnnkernels import _ops
 
-from conftest import OpLog
-from test_opcheck import CASES, _forward_args
+from conftest import OP_CASES, OpLog, float32_op_args, op_case_id, op_forward_args
 
 pytestmark = pytest.mark.skipif(not rnnkernels.backend_info()["compiled"]["cpp"],
                                 reason="the C++ extension is not built")
 
 
-def _float32_args(cell: str, projects: bool, batch_sizes: list[int], reverse: bool) -> tuple:
-    """Sizes that take the persistent kernels' two-thread, partial-block paths (H = 40)."""
-    hidden, inputs, proj, batch = 40, 24, 16, 48
-    gates = _ops.GATES[cell] * hidden
-    out_size = proj if projects else hidden
-    steps = [batch - 2 * t for t in range(6)] if batch_sizes else []
-    x = torch.randn(sum(steps), inputs) if steps else torch.randn(6, batch, inputs)
-    c0 = torch.randn(batch, hidden) if cell == "lstm" else None
-    w_hr = torch.randn(proj, hidden) * 0.2 if projects else None
-    return (x, steps, torch.randn(batch, out_size), c0, torch.randn(gates, inputs) * 0.2,
-            torch.randn(gates, out_size) * 0.2, torch.randn(gates), torch.randn(gates), w_hr,
-            reverse)
-
-
 @pytest.mark.parametrize("reverse", [False, True])
-@pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c[0]}-proj{int(c[1])}-packed{int(bool(c[2]))}")
+@pytest.mark.parametrize("case", OP_CASES, ids=op_case_id)
 def test_inference_matches_the_training_forward(case, reverse) -> None:
     cell, projects, batch_sizes = case
-    args = _float32_args(cell, projects, batch_sizes, reverse)
+    args = float32_op_args(cell, projects, batch_sizes, reverse)
     with torch.no_grad():
         trained = _ops.forward_op(cell)(*args)
         inferred = _ops.inference_op(cell)(*args)
@@ -50,7 +35,7 @@ def test_inference_matches_the_training_forward(case, reverse) -> None:
 @pytest.mark.parametrize("cell", _ops.CELLS)
 def test_gradient_through_the_inference_op(cell) -> None:
     """Not the modules' path, but a direct caller may still ask: reference gradients."""
-    args = _forward_args(cell, cell == "lstm", [3, 2, 2, 1])
+    args = op_forward_args(cell, cell == "lstm", [3, 2, 2, 1])
     tensors = [a for a in args if isinstance(a, torch.Tensor)]
 
     def run(*values):
