@@ -11,6 +11,7 @@
 #include "grid/grid_barrier_check.h"
 #include "grid/grid_simulator.h"
 #include "persistent.h"
+#include "scratch_cache.h"
 #include "step_device.h"
 #include "stream_call.h"
 
@@ -37,6 +38,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("cell_step", &rnnk::cell_step, "one step of a cell");
   m.def("cell_kinds", &rnnk::cell_kinds);
   m.def("stream_step", &rnnk::stream_step, "one time step of a layer stack");
+  m.def("empty_cache", &rnnk::empty_cache, "frees the memory kept between calls; bytes freed");
   // The rows the CPU persistent kernels' steps have run so far (cpu/step_rows.h).
   m.def("step_rows", [] { return rnnk::g_step_rows.load(std::memory_order_relaxed); });
   // The per-step loop's device calls so far, each one launch on a GPU (step_device.h).

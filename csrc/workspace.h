@@ -1,6 +1,7 @@
 // Scratch tensors that never leave an op call (the input projection, the gate gradients),
-// kept per thread between calls on the CPU: fresh allocations of tens of MB come from
-// mmap and would fault in every page on first touch, a large share of a training step.
+// kept per thread between calls on the CPU (scratch_cache.h): fresh allocations of tens of
+// MB come from mmap and would fault in every page on first touch, a large share of a
+// training step.
 #pragma once
 #include <ATen/core/Tensor.h>
 

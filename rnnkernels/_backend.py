@@ -106,6 +106,15 @@ def cpu_paths() -> dict:
     return paths
 
 
+def empty_cache() -> int:
+    """Frees the memory our CPU kernels keep between calls (each thread's scratch buffers,
+    up to 1 GiB apiece, kept so that the next call does not fault in fresh pages), of every
+    thread, except what a running call holds; returns the bytes freed. Calls after it
+    work as before, allocating again. (CUDA memory goes through torch's caching allocator:
+    ``torch.cuda.empty_cache()``.)"""
+    return 0 if _C is None else int(_C.empty_cache())
+
+
 def backend_info() -> dict:
     """What this installation can run: torch version, compiled and available backends, CUDA
     archs, the instruction set the CPU kernels run (``cpu_isa``: default, avx2, avx512) and

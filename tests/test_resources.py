@@ -157,3 +157,42 @@ def test_large_kept_tensors_are_advised_huge_pages(dtype) -> None:
     if eligible is None:
         pytest.skip("this kernel's smaps has no THPeligible")
     assert eligible
+
+
+@pytest.mark.skipif("cpp" not in CPU_BACKENDS, reason="needs the C++ build")
+def test_empty_cache_frees_every_threads_kept_memory() -> None:
+    """What the kernels keep between calls (the scratch tensors, the persistent kernels'
+    buffers, a single step's projections) is freed by empty_cache from any thread, the
+    memory of a thread still alive included; calls after it give the same results."""
+    lstm = rnnkernels.FusedLSTM(64, 128, backend="cpp")
+    cell = rnnkernels.FusedGRUCell(64, 128, backend="cpp")
+    x = torch.randn(20, 16, 64, requires_grad=True)
+
+    def run() -> list[torch.Tensor]:
+        output = lstm(x)[0]
+        h = cell(x[0])
+        return [output, h, *torch.autograd.grad(output.sum() + h.sum(), [x])]
+
+    first = run()
+    rnnkernels.empty_cache()
+    ran, resume = threading.Event(), threading.Event()
+    in_thread: list[list[torch.Tensor]] = []
+
+    def worker() -> None:
+        in_thread.append(run())
+        ran.set()
+        resume.wait()
+        in_thread.append(run())
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    ran.wait()
+    # Only the worker ran since the last empty_cache: what is freed now is what it kept,
+    # at least its input projection ([20 x 16, 4 x 128] float32).
+    assert rnnkernels.empty_cache() >= 20 * 16 * 4 * 128 * 4
+    assert rnnkernels.empty_cache() == 0
+    resume.set()
+    thread.join()
+    for results in (in_thread[0], in_thread[1], run()):
+        for got, want in zip(results, first, strict=True):
+            torch.testing.assert_close(got, want, atol=0, rtol=0)

@@ -1,6 +1,5 @@
-// Memory for the buffers of one persistent-kernel call (packed weights, GEMM tiles), kept
-// by the calling thread for its next call: fresh buffers of megabytes come from mmap and
-// would fault in every page on first touch, on every call.
+// Memory for the buffers of one kernel call (packed weights, GEMM tiles, a single step's
+// projections), in the calling thread's kept block (scratch_cache.h) for its next call.
 #pragma once
 #include <algorithm>
 #include <cstddef>
@@ -9,22 +8,13 @@
 #include <memory>
 #include <vector>
 
+#include "../scratch_cache.h"
+
 namespace rnnk {
 namespace {  // internal linkage: each isa_*.cpp has its own (one of them runs)
 
 // Past this a call's buffers are its own, freed when it returns.
 constexpr size_t kMostKeptCallBytes = size_t{1} << 30;
-
-struct KeptMemory {
-  std::unique_ptr<std::byte[]> block;
-  size_t bytes = 0;
-  bool held = false;  // by a live CallBuffers of this thread
-};
-
-inline KeptMemory& kept_memory() {
-  thread_local KeptMemory kept;
-  return kept;
-}
 
 // Uninitialized buffers of the given element counts, 64-byte aligned, valid while the
 // object lives: in the thread's kept memory, or (if that is held or would be too large)
@@ -35,19 +25,11 @@ class CallBuffers {
   explicit CallBuffers(std::initializer_list<int64_t> counts) {
     size_t bytes = kAlign;
     for (const int64_t n : counts) bytes += aligned(n);
-    KeptMemory& kept = kept_memory();
-    std::byte* base = nullptr;
-    if (kept.held || bytes > kMostKeptCallBytes) {
+    std::byte* base = bytes <= kMostKeptCallBytes ? take_kept_block(bytes) : nullptr;
+    holds_kept_ = base != nullptr;
+    if (!holds_kept_) {
       own_.reset(new std::byte[bytes]);
       base = own_.get();
-    } else {
-      if (kept.bytes < bytes) {
-        kept.block.reset();  // free the smaller block before taking the larger one
-        kept.block.reset(new std::byte[bytes]);
-        kept.bytes = bytes;
-      }
-      kept.held = holds_kept_ = true;
-      base = kept.block.get();
     }
     uintptr_t address = (reinterpret_cast<uintptr_t>(base) + kAlign - 1) / kAlign * kAlign;
     for (const int64_t n : counts) {
@@ -56,7 +38,7 @@ class CallBuffers {
     }
   }
   ~CallBuffers() {
-    if (holds_kept_) kept_memory().held = false;
+    if (holds_kept_) release_kept_block();
   }
   CallBuffers(const CallBuffers&) = delete;
   CallBuffers& operator=(const CallBuffers&) = delete;

@@ -4,10 +4,10 @@
 
 #include <algorithm>
 #include <cstring>
-#include <vector>
 
 #include "../pointwise.h"
 #include "../step_ops.h"
+#include "call_buffers.h"
 #include "dot_gemm_call.h"
 #include "tensor_ptr.h"
 
@@ -15,23 +15,6 @@ namespace rnnk {
 namespace {
 
 using at::Tensor;
-
-// Scratch a thread keeps between calls (the gate projections, and the saved gates in
-// inference); a larger need gets its own buffer for one call, so that a thread never
-// holds more than this after a call returns.
-constexpr size_t kMostKeptElements = size_t{1} << 20;
-
-template <typename T>
-struct Scratch {
-  std::vector<T> own;
-  T* data;
-  explicit Scratch(size_t count) {
-    thread_local std::vector<T> kept;
-    std::vector<T>& buffer = count <= kMostKeptElements ? kept : own;
-    if (buffer.size() < count) buffer.resize(count);
-    data = buffer.data();
-  }
-};
 
 // Every row of rows x width `out` starts as `bias` (or zero without one).
 template <typename T>
@@ -87,8 +70,10 @@ void single_step_cpu(CellKind kind, const Tensor& x, const Tensor& h0,
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "rnnkernels_single_step", [&] {
     using T = scalar_t;
     const size_t gates = static_cast<size_t>(B * GH);
-    Scratch<T> scratch(2 * gates + (for_backward ? 0 : static_cast<size_t>(B * S * H)));
-    T* xg = scratch.data;
+    // The gate projections, and the saved gates in inference.
+    const CallBuffers<T> scratch(
+        {static_cast<int64_t>(2 * gates) + (for_backward ? 0 : B * S * H)});
+    T* xg = scratch[0];
     T* hg = xg + gates;
     // b_ih starts xg and b_hh starts hg: the cells read xg + hg, or (GRU) each apart.
     start_rows(xg, ptr_or_null<T>(b_ih_c), B, GH);
@@ -129,8 +114,9 @@ void single_step_backward_cpu(CellKind kind, const Tensor& grad_h,
     const size_t gates = static_cast<size_t>(B * GH), states = static_cast<size_t>(B * H);
     // dh is the pointwise pass's in/out: the gradient of h' in, GRU's direct part of dh0
     // out; where dh0 is not wanted it lives in scratch.
-    Scratch<T> scratch((is_gru ? 2 : 1) * gates + (out.dh.defined() ? 0 : states));
-    T* dxg = scratch.data;
+    const CallBuffers<T> scratch(
+        {static_cast<int64_t>((is_gru ? 2 : 1) * gates + (out.dh.defined() ? 0 : states))});
+    T* dxg = scratch[0];
     T* dhg = is_gru ? dxg + gates : dxg;
     T* dh = out.dh.defined() ? out.dh.data_ptr<T>() : dhg + gates;
     std::memcpy(dh, grad_h_c.data_ptr<T>(), states * sizeof(T));
