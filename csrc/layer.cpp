@@ -7,6 +7,7 @@
 #include "bf16_layer.h"
 #include "cpu/huge_pages.h"
 #include "grid/grid_layer.h"
+#include "layer_path.h"
 #include "operands.h"
 #include "persistent.h"
 #include "single_step.h"
@@ -201,7 +202,9 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> layer_forward
                 P = sizes.P;
   // Distinct empty tensors: outputs of an op must not alias one another.
   auto none = [&] { return at::empty({0}, x.options()); };
-  if (bf16_cpu_applies(x)) {
+  const LayerPlan plan = plan_layer({kind, x, !batch_sizes.empty(), sched.steps, B, H, projects,
+                                     /*backward=*/false});
+  if (plan.path == LayerPath::Bf16Cpu) {
     Tensor output = empty_like_rows(x, P);
     Tensor h_n = at::empty({B, P}, x.options());
     Tensor c = is_lstm ? c0->to(at::kFloat).contiguous().clone() : Tensor();  // c0 in, c_n out
@@ -217,7 +220,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> layer_forward
     return {output, h_n, is_lstm ? c.to(x.scalar_type()) : none(), kept.saved, kept.h_prev,
             kept.c_prev, kept.r_seq};
   }
-  if (single_step_cpu_applies(x) && batch_sizes.empty() && sched.steps == 1 && !projects) {
+  if (plan.path == LayerPath::SingleStepCpu) {
     Tensor output = at::empty({1, B, H}, x.options());
     Tensor h_n = at::empty({B, H}, x.options());
     Tensor c_n = is_lstm ? at::empty({B, H}, x.options()) : none();
@@ -259,14 +262,12 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> layer_forward
   Tensor c = is_lstm ? c0->contiguous().clone() : Tensor();  // [B, H]: c0 in, c_n out
   Tensor h_n;
   const VisitOrder visit(sched, reverse);
-  const GridPlan grid = sched.steps > 0 ? plan_grid(kind, x, projects, B, H, /*backward=*/false)
-                                        : GridPlan{};
-  if (grid.runs()) {
+  if (plan.path == LayerPath::Grid) {
     h_n = at::empty({B, P}, x.options());
-    grid_forward(kind, grid, GridOrder{visit.view(), batch_sizes.empty(), reverse, B}, xg,
+    grid_forward(kind, plan.grid, GridOrder{visit.view(), batch_sizes.empty(), reverse, B}, xg,
                  w_hh.contiguous(), recurrent_bias, h0.contiguous(), h_n, c, output, saved,
                  h_prev, c_prev);
-  } else if (persistent_cpu_applies(x, projects, sched.steps)) {
+  } else if (plan.path == LayerPath::PersistentCpu) {
     h_n = at::empty({B, P}, x.options());
     persistent_forward_cpu(kind, visit.view(), xg, w_hh.contiguous(), recurrent_bias,
                            h0.contiguous(), h_n, c, output, saved, h_prev, c_prev);
@@ -307,7 +308,9 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> layer
   check_operand(x, grad_output, "grad_output", h_prev.sizes());
   check_operand(x, grad_h_n, "grad_h_n", {B, P});
   // The bf16 kernels keep the gate values and c in float32 (bf16_layer.h).
-  const bool bf16 = bf16_cpu_applies(x);
+  const LayerPlan plan = plan_layer({kind, x, !batch_sizes.empty(), sched.steps, B, H, projects,
+                                     /*backward=*/true});
+  const bool bf16 = plan.path == LayerPath::Bf16Cpu;
   const std::optional<at::ScalarType> kept_dtype =
       bf16 ? std::optional<at::ScalarType>(at::kFloat) : std::nullopt;
   check_operand(x, saved, "saved", rows_shape(x, S * H), kept_dtype);
@@ -346,12 +349,10 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> layer
     dh = grad_h_n.contiguous().clone();  // [B, P]: dL/dh of each row's current step
     dc = is_lstm ? grad_c_n->contiguous().clone() : Tensor();  // [B, H]
     const VisitOrder visit(sched, reverse);
-    const GridPlan grid = sched.steps > 0 ? plan_grid(kind, x, projects, B, H, /*backward=*/true)
-                                          : GridPlan{};
-    if (grid.runs()) {
-      grid_backward(kind, grid, GridOrder{visit.view(), batch_sizes.empty(), reverse, B},
+    if (plan.path == LayerPath::Grid) {
+      grid_backward(kind, plan.grid, GridOrder{visit.view(), batch_sizes.empty(), reverse, B},
                     w_hh_c, grad_out2d, saved2d, h_prev2d, c_prev2d, dh, dc, dxg, dhg);
-    } else if (persistent_cpu_applies(x, projects, sched.steps)) {
+    } else if (plan.path == LayerPath::PersistentCpu) {
       persistent_backward_cpu(kind, visit.view(), w_hh_c, grad_out2d, saved2d, h_prev2d,
                               c_prev2d, dh, dc, dxg, dhg);
     } else {

@@ -10,6 +10,7 @@
 #include "cpu/step_rows.h"
 #include "grid/grid_barrier_check.h"
 #include "grid/grid_simulator.h"
+#include "layer_path.h"
 #include "persistent.h"
 #include "scratch_cache.h"
 #include "step_device.h"
@@ -37,6 +38,20 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("cpu_bf16_note", [] { return rnnk::cpu_paths().bf16_reason; });
   m.def("cell_step", &rnnk::cell_step, "one step of a cell");
   m.def("cell_kinds", &rnnk::cell_kinds);
+  // The path a layer direction's call takes (layer_path.h), by name: for tests and for
+  // users asking which kernels run their shapes.
+  m.def(
+      "layer_path",
+      [](int kind, const at::Tensor& x, bool packed, int64_t steps, int64_t batch,
+         int64_t hidden, bool projects, bool backward) {
+        TORCH_CHECK(kind >= 0 && kind < rnnk::kCellKinds, "rnnkernels: unknown cell kind ", kind);
+        const rnnk::LayerPlan plan = rnnk::plan_layer({static_cast<rnnk::CellKind>(kind), x,
+                                                       packed, steps, batch, hidden, projects,
+                                                       backward});
+        return std::string(rnnk::layer_path_name(plan.path));
+      },
+      py::arg("kind"), py::arg("x"), py::arg("packed"), py::arg("steps"), py::arg("batch"),
+      py::arg("hidden"), py::arg("projects"), py::arg("backward"));
   m.def("stream_step", &rnnk::stream_step, "one time step of a layer stack");
   m.def("empty_cache", &rnnk::empty_cache, "frees the memory kept between calls; bytes freed");
   // The rows the CPU persistent kernels' steps have run so far (cpu/step_rows.h).
