@@ -142,10 +142,11 @@ def test_mixed_devices_error() -> None:
         module(torch.randn(3, 2, 4))
 
 
-@pytest.mark.parametrize("name", list(FUSED_MODULES))
+@pytest.mark.parametrize("name", [name for name in FUSED_MODULES if name != "lstm-proj"])
 def test_grid_kernels_take_small_batches(name) -> None:
-    """B=8, H=64: every layer direction runs on the persistent kernels, so the per-step
-    loop counts no launches; with them off it counts two a step."""
+    """B=8, H=64: every layer direction runs on the persistent kernels (which take no
+    projection), so the per-step loop counts no launches; with them off it counts two a
+    step."""
     module_class, kwargs = FUSED_MODULES[name]
     module = module_class(16, 64, bidirectional=True, backend="cuda", device="cuda", **kwargs)
     x = torch.randn(10, 8, 16, device="cuda", requires_grad=True)
