@@ -194,7 +194,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> layer_forward
     const std::optional<Tensor>& b_ih, const std::optional<Tensor>& b_hh,
     const std::optional<Tensor>& w_hr, bool reverse, bool for_backward) {
   const Schedule sched = make_schedule(x, batch_sizes);
-  const bool is_lstm = kind == CellKind::Lstm;
+  const bool has_c = cell_has_cell_state(kind);
   const bool projects = w_hr.has_value() && w_hr->defined();
   const LayerSizes sizes =
       check_operands(kind, x, sched.batch, sched.total, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr);
@@ -207,30 +207,30 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> layer_forward
   if (plan.path == LayerPath::Bf16Cpu) {
     Tensor output = empty_like_rows(x, P);
     Tensor h_n = at::empty({B, P}, x.options());
-    Tensor c = is_lstm ? c0->to(at::kFloat).contiguous().clone() : Tensor();  // c0 in, c_n out
+    Tensor c = has_c ? c0->to(at::kFloat).contiguous().clone() : Tensor();  // c0 in, c_n out
     Bf16Kept kept;  // undefined in inference (layer.h)
     if (for_backward) {
       kept.saved = empty_like_rows(x, S * H, at::kFloat);
       kept.h_prev = empty_like_rows(x, P);
-      kept.c_prev = is_lstm ? empty_like_rows(x, H, at::kFloat) : none();
+      kept.c_prev = has_c ? empty_like_rows(x, H, at::kFloat) : none();
       kept.r_seq = projects ? empty_like_rows(x, H) : none();
     }
     bf16_forward_cpu(kind, VisitOrder(sched, reverse).view(), x.reshape({sched.total, I}), h0,
                      w_ih, w_hh, b_ih, b_hh, projects ? *w_hr : Tensor(), c, output, h_n, kept);
-    return {output, h_n, is_lstm ? c.to(x.scalar_type()) : none(), kept.saved, kept.h_prev,
+    return {output, h_n, has_c ? c.to(x.scalar_type()) : none(), kept.saved, kept.h_prev,
             kept.c_prev, kept.r_seq};
   }
   if (plan.path == LayerPath::SingleStepCpu) {
     Tensor output = at::empty({1, B, H}, x.options());
     Tensor h_n = at::empty({B, H}, x.options());
-    Tensor c_n = is_lstm ? at::empty({B, H}, x.options()) : none();
-    StepResults results{h_n, is_lstm ? c_n : Tensor(), output};
+    Tensor c_n = has_c ? at::empty({B, H}, x.options()) : none();
+    StepResults results{h_n, has_c ? c_n : Tensor(), output};
     Tensor saved, h_prev, c_prev, r_seq;  // undefined in inference (layer.h)
     if (for_backward) {
       saved = results.saved = at::empty({1, B, S * H}, x.options());
       h_prev = results.h_prev = at::empty({1, B, H}, x.options());
-      c_prev = is_lstm ? at::empty({1, B, H}, x.options()) : none();
-      if (is_lstm) results.c_prev = c_prev;
+      c_prev = has_c ? at::empty({1, B, H}, x.options()) : none();
+      if (has_c) results.c_prev = c_prev;
       r_seq = none();
     }
     single_step_cpu(kind, x, h0, c0, w_ih, w_hh, b_ih, b_hh, results);
@@ -253,13 +253,13 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> layer_forward
   if (for_backward) {
     saved = empty_like_rows(x, S * H);
     h_prev = empty_like_rows(x, P);
-    c_prev = is_lstm ? empty_like_rows(x, H) : none();
+    c_prev = has_c ? empty_like_rows(x, H) : none();
     r_seq = projects ? empty_like_rows(x, H) : none();
   }
 
   std::optional<Tensor> recurrent_bias;  // what the recurrent GEMM starts from
   if (b_hh.has_value()) recurrent_bias = bias_in_xg ? b_hh->contiguous() : *b_ih + *b_hh;
-  Tensor c = is_lstm ? c0->contiguous().clone() : Tensor();  // [B, H]: c0 in, c_n out
+  Tensor c = has_c ? c0->contiguous().clone() : Tensor();  // [B, H]: c0 in, c_n out
   Tensor h_n;
   const VisitOrder visit(sched, reverse);
   if (plan.path == LayerPath::Grid) {
@@ -290,7 +290,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> layer_forward
       forward_steps(step_device<T>(x), kind, sched, reverse, H, P, arrays);
     });
   }
-  return {output, h_n, is_lstm ? c : none(), saved, h_prev, c_prev, r_seq};
+  return {output, h_n, has_c ? c : none(), saved, h_prev, c_prev, r_seq};
 }
 
 std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> layer_backward(
@@ -300,7 +300,10 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> layer
     const Tensor& saved, const Tensor& h_prev, const Tensor& c_prev, const Tensor& r_seq,
     bool reverse, bool input_grad) {
   const Schedule sched = make_schedule(x, batch_sizes);
-  const bool is_lstm = kind == CellKind::Lstm, is_gru = kind == CellKind::Gru;
+  const bool has_c = cell_has_cell_state(kind);
+  // Where the recurrent projection is kept apart (GRU's), its gradient and bias gradient
+  // differ from the input side's.
+  const bool apart = !cell_sums_projections(kind);
   const bool projects = w_hr.has_value() && w_hr->defined();
   const int64_t G = cell_gates(kind), S = cell_saved(kind);
   const int64_t H = w_hh.size(0) / G, I = x.size(-1), B = sched.batch, N = sched.total;
@@ -314,15 +317,15 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> layer
   const std::optional<at::ScalarType> kept_dtype =
       bf16 ? std::optional<at::ScalarType>(at::kFloat) : std::nullopt;
   check_operand(x, saved, "saved", rows_shape(x, S * H), kept_dtype);
-  if (is_lstm) check_operand(x, c_prev, "c_prev", rows_shape(x, H), kept_dtype);
-  TORCH_CHECK(!is_lstm || (grad_c_n.has_value() && grad_c_n->defined()),
+  if (has_c) check_operand(x, c_prev, "c_prev", rows_shape(x, H), kept_dtype);
+  TORCH_CHECK(!has_c || (grad_c_n.has_value() && grad_c_n->defined()),
               "rnnkernels: LSTM backward needs grad_c_n");
 
   const Tensor grad_out2d = grad_output.reshape({N, P}).contiguous();
   // The pointwise kernels walk rows by pointer: these must be row-contiguous.
   const Tensor saved2d = saved.reshape({N, S * H}).contiguous();
   const Tensor h_prev2d = h_prev.reshape({N, P}).contiguous();
-  const Tensor c_prev2d = is_lstm ? c_prev.reshape({N, H}).contiguous() : Tensor();
+  const Tensor c_prev2d = has_c ? c_prev.reshape({N, H}).contiguous() : Tensor();
   const Tensor w_hh_c = w_hh.contiguous();
   Tensor dxg, dhg, dh, dc, db_ih, db_hh;
   Tensor dh_seq = projects ? at::empty({N, P}, x.options()) : Tensor();
@@ -331,13 +334,13 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> layer
     // the gates' float32 gradients. (A dtype conversion is a new tensor.)
     const auto f32 = x.options().dtype(at::kFloat);
     dxg = at::empty({N, G * H}, x.options());
-    dhg = is_gru ? at::empty({N, G * H}, x.options()) : dxg;
+    dhg = apart ? at::empty({N, G * H}, x.options()) : dxg;
     advise_huge_pages(dxg);
-    if (is_gru) advise_huge_pages(dhg);
+    if (apart) advise_huge_pages(dhg);
     dh = grad_h_n.to(at::kFloat).contiguous();
-    dc = is_lstm ? grad_c_n->to(at::kFloat).contiguous() : Tensor();
+    dc = has_c ? grad_c_n->to(at::kFloat).contiguous() : Tensor();
     db_ih = has_bias ? at::empty({G * H}, f32) : Tensor();
-    db_hh = has_bias && is_gru ? at::empty({G * H}, f32) : Tensor();
+    db_hh = has_bias && apart ? at::empty({G * H}, f32) : Tensor();
     bf16_backward_cpu(kind, VisitOrder(sched, reverse).view(), w_hh_c,
                       projects ? *w_hr : Tensor(), grad_out2d,
                       Bf16Kept{saved2d, h_prev2d, c_prev2d, Tensor()},
@@ -345,9 +348,9 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> layer
   } else {
     dxg = scratch(Scratch::InputGateGrads, {N, G * H}, x.options());
     // GRU's recurrent-side gradient differs from the input side in the n gate.
-    dhg = is_gru ? scratch(Scratch::HiddenGateGrads, {N, G * H}, x.options()) : dxg;
+    dhg = apart ? scratch(Scratch::HiddenGateGrads, {N, G * H}, x.options()) : dxg;
     dh = grad_h_n.contiguous().clone();  // [B, P]: dL/dh of each row's current step
-    dc = is_lstm ? grad_c_n->contiguous().clone() : Tensor();  // [B, H]
+    dc = has_c ? grad_c_n->contiguous().clone() : Tensor();  // [B, H]
     const VisitOrder visit(sched, reverse);
     if (plan.path == LayerPath::Grid) {
       grid_backward(kind, plan.grid, GridOrder{visit.view(), batch_sizes.empty(), reverse, B},
@@ -371,7 +374,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> layer
     }
     if (has_bias) {
       db_ih = dxg.sum(0);
-      if (is_gru) db_hh = dhg.sum(0);
+      if (apart) db_hh = dhg.sum(0);
     }
   }
 
@@ -385,15 +388,15 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> layer
   if (has_bias) {
     db_ih = db_ih.to(x.scalar_type());
     // Only GRU's two projections get different gradients; a copy keeps the outputs apart.
-    db_hh = is_gru ? db_hh.to(x.scalar_type()) : db_ih.clone();
+    db_hh = apart ? db_hh.to(x.scalar_type()) : db_ih.clone();
   } else {
     db_ih = empty();
     db_hh = empty();
   }
   Tensor dw_hr = projects ? at::mm(dh_seq.t(), r_seq.reshape({N, H})) : empty();
   dh = dh.to(x.scalar_type());
-  if (is_lstm) dc = dc.to(x.scalar_type());
-  return {dx, dh, is_lstm ? dc : empty(), dw_ih, dw_hh, db_ih, db_hh, dw_hr};
+  if (has_c) dc = dc.to(x.scalar_type());
+  return {dx, dh, has_c ? dc : empty(), dw_ih, dw_hh, db_ih, db_hh, dw_hr};
 }
 
 }  // namespace rnnk

@@ -50,6 +50,11 @@ inline bool cell_sums_projections(CellKind kind) {
   return visit_cell(kind, [](auto cell) { return decltype(cell)::kSumsProjections; });
 }
 
+// Whether the cell carries a cell state c (LSTM).
+inline bool cell_has_cell_state(CellKind kind) {
+  return visit_cell(kind, [](auto cell) { return decltype(cell)::kHasCellState; });
+}
+
 // Whether the cell's backward leaves a direct part of dL/dh_(t-1) in dh, which the
 // recurrent GEMM then adds to instead of overwriting.
 inline bool cell_direct_hidden_gradient(CellKind kind) {

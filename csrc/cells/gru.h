@@ -12,6 +12,10 @@ struct GruCell {
   static constexpr int kGates = 3;
   static constexpr int kSaved = 4;
   static constexpr bool kSumsProjections = false;  // n reads xg_n + r * hg_n
+  // Whether the cell carries a cell state c besides h (its own c0, c_n, c_prev and dc).
+  static constexpr bool kHasCellState = false;
+  // Whether forward reads h_(t-1) of its own unit (where it writes h_t).
+  static constexpr bool kReadsPreviousHidden = true;
   // Whether backward leaves in dh the part of dL/dh_(t-1) that bypasses W_hh (z * dh).
   static constexpr bool kDirectHiddenGradient = true;
 

@@ -11,6 +11,10 @@ struct LstmCell {
   static constexpr int kGates = 4;
   static constexpr int kSaved = 4;
   static constexpr bool kSumsProjections = true;  // every gate reads xg + hg
+  // Whether the cell carries a cell state c besides h (its own c0, c_n, c_prev and dc).
+  static constexpr bool kHasCellState = true;
+  // Whether forward reads h_(t-1) of its own unit (where it writes h_t).
+  static constexpr bool kReadsPreviousHidden = false;
   // Whether backward leaves in dh the part of dL/dh_(t-1) that bypasses W_hh (z * dh).
   static constexpr bool kDirectHiddenGradient = false;
 

@@ -13,7 +13,6 @@
 
 #include <algorithm>
 #include <cstring>
-#include <type_traits>
 
 #include "block_split.h"
 #include "call_buffers.h"
@@ -44,7 +43,6 @@ template <typename Cell, typename T>
 void forward_sequence(const SequenceForward<T>& p) {
   constexpr int G = Cell::kGates, S = Cell::kSaved;
   constexpr int64_t W = Vec<T>::size();
-  constexpr bool kIsLstm = std::is_same_v<Cell, LstmCell>, kIsGru = std::is_same_v<Cell, GruCell>;
   // RNN's single gate would give a tile one vector per row, its broadcasts outnumbering its
   // FMAs: its tiles take two blocks at once (as the backward's do).
   constexpr int64_t kGroup = G == 1 ? 2 : 1;  // hidden blocks per tile
@@ -117,16 +115,18 @@ void forward_sequence(const SequenceForward<T>& p) {
         }
         if (keeps) {
           std::memcpy(p.h_prev + row * H + mine.j0, state + mine.j0, mine.width * sizeof(T));
-          if (kIsLstm) {
+          if (Cell::kHasCellState) {
             std::memcpy(p.c_prev + row * H + mine.j0, p.c + r * H + mine.j0,
                         mine.width * sizeof(T));
           }
         }
         const StepForward<T> step{p.xg + row * GH, hg, p.output + row * H,
-                                  kIsLstm ? p.c + r * H : nullptr,
+                                  Cell::kHasCellState ? p.c + r * H : nullptr,
                                   keeps ? p.saved + row * S * H : discarded, H};
-        // GRU reads h_{t-1} where it writes h_t.
-        if (kIsGru) std::memcpy(step.h + mine.j0, state + mine.j0, mine.width * sizeof(T));
+        // A cell that reads h_{t-1} (GRU) finds it where it writes h_t.
+        if (Cell::kReadsPreviousHidden) {
+          std::memcpy(step.h + mine.j0, state + mine.j0, mine.width * sizeof(T));
+        }
         for (int64_t jb = mine.first; jb < mine.last; ++jb) {
           const int64_t j = jb * W, count = std::min(W, H - j);
           const int64_t first = mine.first + (jb - mine.first) / kGroup * kGroup;  // its tile's
@@ -149,7 +149,6 @@ template <typename Cell, typename T>
 void backward_sequence(const SequenceBackward<T>& p) {
   constexpr int G = Cell::kGates, S = Cell::kSaved;
   constexpr int64_t W = Vec<T>::size();
-  constexpr bool kIsLstm = std::is_same_v<Cell, LstmCell>, kIsGru = std::is_same_v<Cell, GruCell>;
   const int64_t H = p.H, GH = G * H;
   const BlockSplit split(H, W, /*group=*/2);  // dh tiles take two blocks where they can
   const int64_t blocks = split.blocks;
@@ -178,9 +177,15 @@ void backward_sequence(const SequenceBackward<T>& p) {
       // The gates' gradients of this step, on this thread's units, row by row.
       for (int64_t r = 0; r < n; ++r) {
         const int64_t row = off + r;
-        const StepBackward<T> step{p.dh + r * H, kIsLstm ? p.dc + r * H : nullptr,
-                                   p.saved + row * S * H, kIsLstm ? p.c_prev + row * H : nullptr,
-                                   p.h_prev + row * H, p.dxg + row * GH, p.dhg + row * GH, H};
+        constexpr bool kCellState = Cell::kHasCellState;
+        const StepBackward<T> step{p.dh + r * H,
+                                   kCellState ? p.dc + r * H : nullptr,
+                                   p.saved + row * S * H,
+                                   kCellState ? p.c_prev + row * H : nullptr,
+                                   p.h_prev + row * H,
+                                   p.dxg + row * GH,
+                                   p.dhg + row * GH,
+                                   H};
         for (int64_t jb = mine.first; jb < mine.last; ++jb) {
           const int64_t j = jb * W, count = std::min(W, H - j);
           T* dh = step.dh + j;
@@ -199,9 +204,11 @@ void backward_sequence(const SequenceBackward<T>& p) {
         const int64_t j = jb * W;
         const int C = jb + 1 < mine.last ? 2 : 1;
         const int64_t counts[2] = {std::min(W, H - j), C == 2 ? std::min(W, H - j - W) : 0};
-        if (kIsGru) copy_vectors(n, C, tile, p.dh + j, H, W, counts, /*to_wide=*/false);
+        if (Cell::kDirectHiddenGradient) {
+          copy_vectors(n, C, tile, p.dh + j, H, W, counts, /*to_wide=*/false);
+        }
         const T* panel = panels + jb * GH * W;
-        const PanelStart<T> start{nullptr, kIsGru};
+        const PanelStart<T> start{nullptr, Cell::kDirectHiddenGradient};
         if (C == 2) {
           panel_gemm<2, KC>(n, dhg, GH, panel, W, GH * W, tile, start);
         } else {
