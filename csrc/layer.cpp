@@ -6,6 +6,7 @@
 
 #include "bf16_layer.h"
 #include "cpu/huge_pages.h"
+#include "cpu/tensor_ptr.h"
 #include "grid/grid_layer.h"
 #include "layer_path.h"
 #include "operands.h"
@@ -181,11 +182,6 @@ void backward_steps(const StepDevice<T>& device, CellKind kind, const Schedule& 
   }
 }
 
-template <typename T>
-T* data_or_null(const Tensor& t) {
-  return t.defined() && t.numel() > 0 ? t.data_ptr<T>() : nullptr;
-}
-
 }  // namespace
 
 std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> layer_forward(
@@ -282,11 +278,10 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> layer_forward
                                     "rnnkernels_forward_steps", [&] {
       using T = scalar_t;
       const ForwardArrays<T> arrays{
-          xg.data_ptr<T>(), w_hh_c.data_ptr<T>(),
-          recurrent_bias.has_value() ? recurrent_bias->data_ptr<T>() : nullptr,
-          data_or_null<T>(w_hr_c), h_n.data_ptr<T>(), data_or_null<T>(c), hg.data_ptr<T>(),
-          output.data_ptr<T>(), saved_rows.data_ptr<T>(), data_or_null<T>(r_rows),
-          data_or_null<T>(h_prev), data_or_null<T>(c_prev), for_backward};
+          xg.data_ptr<T>(), w_hh_c.data_ptr<T>(), ptr_or_null<T>(recurrent_bias),
+          ptr_or_null<T>(w_hr_c), h_n.data_ptr<T>(), ptr_or_null<T>(c), hg.data_ptr<T>(),
+          output.data_ptr<T>(), saved_rows.data_ptr<T>(), ptr_or_null<T>(r_rows),
+          ptr_or_null<T>(h_prev), ptr_or_null<T>(c_prev), for_backward};
       forward_steps(step_device<T>(x), kind, sched, reverse, H, P, arrays);
     });
   }
@@ -365,10 +360,10 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> layer
                                       "rnnkernels_backward_steps", [&] {
         using T = scalar_t;
         const BackwardArrays<T> arrays{
-            w_hh_c.data_ptr<T>(),   data_or_null<T>(w_hr_c), grad_out2d.data_ptr<T>(),
-            saved2d.data_ptr<T>(),  h_prev2d.data_ptr<T>(),  data_or_null<T>(c_prev2d),
-            dh.data_ptr<T>(),       data_or_null<T>(dc),     dxg.data_ptr<T>(),
-            dhg.data_ptr<T>(),      data_or_null<T>(dh_seq), data_or_null<T>(d_cell)};
+            w_hh_c.data_ptr<T>(),   ptr_or_null<T>(w_hr_c), grad_out2d.data_ptr<T>(),
+            saved2d.data_ptr<T>(),  h_prev2d.data_ptr<T>(),  ptr_or_null<T>(c_prev2d),
+            dh.data_ptr<T>(),       ptr_or_null<T>(dc),     dxg.data_ptr<T>(),
+            dhg.data_ptr<T>(),      ptr_or_null<T>(dh_seq), ptr_or_null<T>(d_cell)};
         backward_steps(step_device<T>(x), kind, sched, reverse, H, P, arrays);
       });
     }
