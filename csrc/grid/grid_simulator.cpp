@@ -113,7 +113,9 @@ struct Work {
 };
 
 template <typename Program>
-void simulate(const Program& program, const GridShape& shape, int64_t shared_bytes) {
+void simulate(const Program& program) {
+  const GridShape& shape = program.p.shape;
+  const int64_t shared_bytes = Program::layout(shape, program.p.H).total;
   GridSimulation& sim = grid_simulation();
   ++sim.launches;
   // The program's work cut into windows at its grid barriers.
@@ -176,15 +178,12 @@ template <typename T>
 void simulate_grid_forward(CellKind kind, const GridForward<T>& p) {
   visit_cell(kind, [&](auto cell) {
     using Cell = decltype(cell);
-    const auto run = [&](auto program) {
-      simulate(program, p.shape, program.layout(p.shape, p.H).total);
-    };
     if (grid_simulation().state_buffers == 1) {
-      run(GridForwardProgram<Cell, T, SimulatedContext, false, 1>{p});
+      simulate(GridForwardProgram<Cell, T, SimulatedContext, false, 1>{p});
     } else if (p.shape.tiles) {
-      run(GridForwardProgram<Cell, T, SimulatedContext, true>{p});
+      simulate(GridForwardProgram<Cell, T, SimulatedContext, true>{p});
     } else {
-      run(GridForwardProgram<Cell, T, SimulatedContext, false>{p});
+      simulate(GridForwardProgram<Cell, T, SimulatedContext, false>{p});
     }
   });
 }
@@ -193,13 +192,10 @@ template <typename T>
 void simulate_grid_backward(CellKind kind, const GridBackward<T>& p) {
   visit_cell(kind, [&](auto cell) {
     using Cell = decltype(cell);
-    const auto run = [&](auto program) {
-      simulate(program, p.shape, program.layout(p.shape, p.H).total);
-    };
     if (p.shape.tiles) {
-      run(GridBackwardProgram<Cell, T, SimulatedContext, true>{p});
+      simulate(GridBackwardProgram<Cell, T, SimulatedContext, true>{p});
     } else {
-      run(GridBackwardProgram<Cell, T, SimulatedContext, false>{p});
+      simulate(GridBackwardProgram<Cell, T, SimulatedContext, false>{p});
     }
   });
 }
