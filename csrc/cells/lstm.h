@@ -18,44 +18,83 @@ struct LstmCell {
   // Whether backward leaves in dh the part of dL/dh_(t-1) that bypasses W_hh (z * dh).
   static constexpr bool kDirectHiddenGradient = false;
 
-  // Hidden unit(s) j of row b; L says how many units one load covers (common.h).
+  // The activated gates of unit(s) j of row b, as forward saves them.
+  template <typename A>
+  struct Gates {
+    A i, f, g, o;
+  };
+
+  // The gates and the new cell state c' of unit(s) j of row b.
+  template <typename A>
+  struct Update {
+    Gates<A> gates;
+    A c;
+  };
+
+  // Stores c' and the gates (saved) and returns them: the LSTM's output is o * tanh(c'),
+  // LayerNormLSTM's o * tanh(LN(c') * weight + bias).
   template <typename L>
-  static RNNK_HD void forward(const StepForward<typename L::Elem>& s, int64_t b, int64_t j) {
+  static RNNK_HD Update<typename L::Value> update(const StepForward<typename L::Elem>& s,
+                                                  int64_t b, int64_t j) {
     using A = typename L::Value;
     const int64_t H = s.H;
     const auto* xg = s.xg + b * 4 * H + j;
     const auto hg = [&](int gate) { return recurrent_gate<L>(s, b, gate * H + j, 4 * H); };
-    const A i = sigmoid(L::load(xg) + hg(0));
-    const A f = sigmoid(L::load(xg + H) + hg(1));
-    const A g = tanh_act(L::load(xg + 2 * H) + hg(2));
-    const A o = sigmoid(L::load(xg + 3 * H) + hg(3));
-    const A c = f * L::load(s.c + b * H + j) + i * g;
-    L::store(s.c + b * H + j, c);
-    store_h<L>(s, b, j, o * tanh_act(c));
+    const Gates<A> gates{sigmoid(L::load(xg) + hg(0)), sigmoid(L::load(xg + H) + hg(1)),
+                         tanh_act(L::load(xg + 2 * H) + hg(2)),
+                         sigmoid(L::load(xg + 3 * H) + hg(3))};
+    const A c_new = gates.f * L::load(s.c + b * H + j) + gates.i * gates.g;
+    L::store(s.c + b * H + j, c_new);
     auto* saved = s.saved + b * 4 * H + j;
-    L::store(saved, i);
-    L::store(saved + H, f);
-    L::store(saved + 2 * H, g);
-    L::store(saved + 3 * H, o);
+    L::store(saved, gates.i);
+    L::store(saved + H, gates.f);
+    L::store(saved + 2 * H, gates.g);
+    L::store(saved + 3 * H, gates.o);
+    return {gates, c_new};
+  }
+
+  // Hidden unit(s) j of row b; L says how many units one load covers (common.h).
+  template <typename L>
+  static RNNK_HD void forward(const StepForward<typename L::Elem>& s, int64_t b, int64_t j) {
+    const auto next = update<L>(s, b, j);
+    store_h<L>(s, b, j, next.gates.o * tanh_act(next.c));
+  }
+
+  template <typename L>
+  static RNNK_HD Gates<typename L::Value> saved_gates(const StepBackward<typename L::Elem>& s,
+                                                      int64_t b, int64_t j) {
+    const auto* saved = s.saved + b * 4 * s.H + j;
+    return {L::load(saved), L::load(saved + s.H), L::load(saved + 2 * s.H),
+            L::load(saved + 3 * s.H)};
+  }
+
+  // Stores the gates' gradients and dL/dc_(t-1) from dc = dL/dc_t (carried and through
+  // the output) and d_out = dL/do (dh times what o multiplies in the output).
+  template <typename L>
+  static RNNK_HD void store_gate_grads(const StepBackward<typename L::Elem>& s, int64_t b,
+                                       int64_t j, const Gates<typename L::Value>& gates,
+                                       typename L::Value dc, typename L::Value d_out) {
+    using A = typename L::Value;
+    const int64_t H = s.H;
+    const A c_prev = L::load(s.c_prev + b * H + j);
+    auto* dxg = s.dxg + b * 4 * H + j;
+    L::store(dxg, dc * gates.g * gates.i * (A(1) - gates.i));
+    L::store(dxg + H, dc * c_prev * gates.f * (A(1) - gates.f));
+    L::store(dxg + 2 * H, dc * gates.i * (A(1) - gates.g * gates.g));
+    L::store(dxg + 3 * H, d_out * gates.o * (A(1) - gates.o));
+    L::store(s.dc + b * H + j, dc * gates.f);
   }
 
   template <typename L>
   static RNNK_HD void backward(const StepBackward<typename L::Elem>& s, int64_t b, int64_t j) {
     using A = typename L::Value;
     const int64_t H = s.H;
-    const auto* saved = s.saved + b * 4 * H + j;
-    const A i = L::load(saved), f = L::load(saved + H), g = L::load(saved + 2 * H),
-            o = L::load(saved + 3 * H);
+    const auto gates = saved_gates<L>(s, b, j);
     const A c_prev = L::load(s.c_prev + b * H + j);
-    const A tanh_c = tanh_act(f * c_prev + i * g);
+    const A tanh_c = tanh_act(gates.f * c_prev + gates.i * gates.g);
     const A dh = incoming_dh<L>(s, b * H + j);
-    const A dc = L::load(s.dc + b * H + j) + dh * o * (A(1) - tanh_c * tanh_c);
-    auto* dxg = s.dxg + b * 4 * H + j;
-    L::store(dxg, dc * g * i * (A(1) - i));
-    L::store(dxg + H, dc * c_prev * f * (A(1) - f));
-    L::store(dxg + 2 * H, dc * i * (A(1) - g * g));
-    L::store(dxg + 3 * H, dh * tanh_c * o * (A(1) - o));
-    L::store(s.dc + b * H + j, dc * f);
+    const A dc = L::load(s.dc + b * H + j) + dh * gates.o * (A(1) - tanh_c * tanh_c);
+    store_gate_grads<L>(s, b, j, gates, dc, dh * tanh_c);
   }
 };
 
