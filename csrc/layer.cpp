@@ -11,6 +11,7 @@
 #include "layer_path.h"
 #include "operands.h"
 #include "persistent.h"
+#include "schedule.h"
 #include "single_step.h"
 #include "step_device.h"
 #include "workspace.h"
@@ -19,55 +20,6 @@ namespace rnnk {
 namespace {
 
 using at::Tensor;
-
-// Rows active at each step and where they start in the packed [N, ...] layout. A padded
-// input keeps no per-step arrays: every step has all B rows.
-struct Schedule {
-  std::vector<int64_t> packed_rows, packed_offset;
-  int64_t steps = 0, batch = 0, total = 0;
-  int64_t rows(int64_t t) const { return packed_rows.empty() ? batch : packed_rows[t]; }
-  int64_t offset(int64_t t) const { return packed_rows.empty() ? t * batch : packed_offset[t]; }
-};
-
-Schedule make_schedule(const Tensor& x, at::IntArrayRef batch_sizes) {
-  Schedule s;
-  if (batch_sizes.empty()) {
-    TORCH_CHECK(x.dim() == 3, "rnnkernels: x must be [T, B, I] when batch_sizes is empty, got ",
-                x.dim(), "-D");
-    s.steps = x.size(0);
-    s.batch = x.size(1);
-    s.total = x.size(0) * x.size(1);
-    return s;
-  }
-  TORCH_CHECK(x.dim() == 2, "rnnkernels: packed x must be [N, I], got ", x.dim(), "-D");
-  s.steps = static_cast<int64_t>(batch_sizes.size());
-  s.batch = batch_sizes[0];
-  for (int64_t t = 0; t < s.steps; ++t) {
-    TORCH_CHECK(batch_sizes[t] >= 0 && (t == 0 || batch_sizes[t] <= batch_sizes[t - 1]),
-                "rnnkernels: batch_sizes must be non-negative and non-increasing");
-    s.packed_rows.push_back(batch_sizes[t]);
-    s.packed_offset.push_back(s.total);
-    s.total += batch_sizes[t];
-  }
-  TORCH_CHECK(s.total == x.size(0), "rnnkernels: batch_sizes sum to ", s.total,
-              " but packed x has ", x.size(0), " rows");
-  return s;
-}
-
-// x's leading shape with the feature size replaced, empty; x's dtype unless another
-// is given.
-Tensor empty_like_rows(const Tensor& x, int64_t width,
-                       std::optional<at::ScalarType> dtype = std::nullopt) {
-  Tensor rows =
-      at::empty(rows_shape(x, width), x.options().dtype(dtype.value_or(x.scalar_type())));
-  advise_huge_pages(rows);
-  return rows;
-}
-
-// Order in which forward visits the steps; backward walks it the other way.
-int64_t step_at(const Schedule& s, int64_t k, bool reverse) {
-  return reverse ? s.steps - 1 - k : k;
-}
 
 // The rows and offsets of the steps in visiting order, for the persistent kernels.
 struct VisitOrder {

@@ -1,10 +1,6 @@
 // The sequence loop for one layer and one direction, written once on ATen GEMMs;
-// only the per-step pointwise pass is device specific (pointwise.h).
-//
-// Layout: either x is [T, B, I] and batch_sizes is empty, or x is a packed [N, I]
-// (PackedSequence data, sorted by length) and batch_sizes[t] rows are active at
-// step t. The padded case is the packed one with every batch size equal to B, so
-// there is a single code path and padded steps of short sequences never run.
+// only the per-step pointwise pass is device specific (pointwise.h). x's layout, padded
+// or packed, is schedule.h's.
 #pragma once
 #include <ATen/core/Tensor.h>
 
