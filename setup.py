@@ -77,6 +77,7 @@ def extension_modules() -> tuple[list, dict]:
                "csrc/step_ops.cpp", "csrc/workspace.cpp", "csrc/scratch_cache.cpp",
                "csrc/cell_call.cpp", "csrc/layer_path.cpp", "csrc/operands.cpp",
                "csrc/cell_step.cpp", "csrc/stream_call.cpp", "csrc/schedule.cpp",
+               "csrc/rowwise_layer.cpp", "csrc/rowwise_ops.cpp",
                "csrc/cpu/pointwise.cpp", "csrc/cpu/persistent.cpp",
                "csrc/cpu/single_step.cpp", "csrc/cpu/dot_gemm.cpp", "csrc/cpu/bf16_layer.cpp",
                "csrc/cpu/huge_pages.cpp", "csrc/cpu/step_device.cpp",

@@ -1,8 +1,9 @@
-// CPU pointwise kernels: the cell math from cells/*.h over n rows x H units, SIMD over
-// the units (the widest instruction set this CPU has) and parallel over rows.
+// CPU pointwise and rowwise kernels: the cell math from cells/*.h over n rows x H units,
+// SIMD over the units (the widest instruction set this CPU has) and parallel over rows.
 #include <ATen/Parallel.h>
 
 #include "../pointwise.h"
+#include "../rowwise.h"
 #include "isa.h"
 #include "rows.h"
 
@@ -44,5 +45,27 @@ void pointwise_backward_rows(CellKind kind, const StepBackward<T>& step, int64_t
 
 template void pointwise_backward_rows<float>(CellKind, const StepBackward<float>&, int64_t);
 template void pointwise_backward_rows<double>(CellKind, const StepBackward<double>&, int64_t);
+
+template <typename T>
+void rowwise_forward_rows(CellKind kind, const RowwiseForward<T>& step, int64_t rows) {
+  const auto rows_fn = for_this_cpu<RowsFn<RowwiseForward<T>>>(
+      AVX512::rowwise_forward_rows, AVX2::rowwise_forward_rows, DEFAULT::rowwise_forward_rows);
+  parallel_rows(step.step, rows,
+                [&](int64_t begin, int64_t end) { rows_fn(kind, step, begin, end); });
+}
+
+template void rowwise_forward_rows<float>(CellKind, const RowwiseForward<float>&, int64_t);
+template void rowwise_forward_rows<double>(CellKind, const RowwiseForward<double>&, int64_t);
+
+template <typename T>
+void rowwise_backward_rows(CellKind kind, const RowwiseBackward<T>& step, int64_t rows) {
+  const auto rows_fn = for_this_cpu<RowsFn<RowwiseBackward<T>>>(
+      AVX512::rowwise_backward_rows, AVX2::rowwise_backward_rows, DEFAULT::rowwise_backward_rows);
+  parallel_rows(step.step, rows,
+                [&](int64_t begin, int64_t end) { rows_fn(kind, step, begin, end); });
+}
+
+template void rowwise_backward_rows<float>(CellKind, const RowwiseBackward<float>&, int64_t);
+template void rowwise_backward_rows<double>(CellKind, const RowwiseBackward<double>&, int64_t);
 
 }  // namespace rnnk

@@ -4,6 +4,7 @@
 #include <cstdint>
 
 #include "../cells/cells.h"
+#include "../rowwise.h"
 
 #define RNNK_DECLARE_ROWS(capability)                                                        \
   namespace rnnk::capability {                                                               \
@@ -11,6 +12,10 @@
   void forward_rows(CellKind, const StepForward<double>&, int64_t begin, int64_t end);       \
   void backward_rows(CellKind, const StepBackward<float>&, int64_t begin, int64_t end);      \
   void backward_rows(CellKind, const StepBackward<double>&, int64_t begin, int64_t end);     \
+  void rowwise_forward_rows(CellKind, const RowwiseForward<float>&, int64_t, int64_t);       \
+  void rowwise_forward_rows(CellKind, const RowwiseForward<double>&, int64_t, int64_t);      \
+  void rowwise_backward_rows(CellKind, const RowwiseBackward<float>&, int64_t, int64_t);     \
+  void rowwise_backward_rows(CellKind, const RowwiseBackward<double>&, int64_t, int64_t);    \
   }
 
 RNNK_DECLARE_ROWS(DEFAULT)

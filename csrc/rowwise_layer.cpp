@@ -1,0 +1,262 @@
+#include "rowwise_layer.h"
+
+#include <ATen/ATen.h>
+
+#include "cells/layer_norm.h"
+#include "cpu/tensor_ptr.h"
+#include "operands.h"
+#include "rowwise.h"
+#include "schedule.h"
+#include "step_device.h"
+
+namespace rnnk {
+namespace {
+
+using at::Tensor;
+
+Tensor none_like(const Tensor& x) { return at::empty({0}, x.options()); }
+
+// The layer norms' shapes, and all of a LayerNormLSTM's or a LayerNormGRU's or none.
+void check_norms(CellKind kind, const Tensor& x, int64_t GH, int64_t H, const LayerNorms& n) {
+  const bool has_c = cell_has_cell_state(kind);
+  TORCH_CHECK(n.hh.has_value() == n.present() &&
+                  n.cell_w.has_value() == (n.present() && has_c) &&
+                  n.cell_b.has_value() == n.cell_w.has_value(),
+              "rnnkernels: a layer-normalised ", kCellNames[static_cast<int>(kind)],
+              " takes ln_ih_weight and ln_hh_weight",
+              has_c ? ", ln_cell_weight and ln_cell_bias" : "", " (or none of them)");
+  if (!n.present()) return;
+  check_operand(x, *n.ih, "ln_ih_weight", {GH});
+  check_operand(x, *n.hh, "ln_hh_weight", {GH});
+  if (has_c) {
+    check_operand(x, *n.cell_w, "ln_cell_weight", {H});
+    check_operand(x, *n.cell_b, "ln_cell_bias", {H});
+  }
+}
+
+void check_device(const Tensor& x, CellKind kind) {
+  TORCH_CHECK(kind == CellKind::Lstm || kind == CellKind::Gru,
+              "rnnkernels: layer norms and zoneout are for the LSTM and the GRU");
+  TORCH_CHECK(x.is_cpu(), "rnnkernels: the layer-normalised and zoneout kernels run on the CPU "
+              "only in this release, got x on ", x.device());
+  TORCH_CHECK(x.scalar_type() == at::kFloat || x.scalar_type() == at::kDouble,
+              "rnnkernels: the layer-normalised and zoneout kernels take float32 and float64, "
+              "got ", x.scalar_type());
+}
+
+// (mean, rstd) [N, 1] each of the input projection's rows.
+std::pair<Tensor, Tensor> x_stats_columns(const Tensor& x_stats) {
+  return {x_stats.narrow(1, 0, 1).contiguous(), x_stats.narrow(1, 1, 1).contiguous()};
+}
+
+}  // namespace
+
+std::tuple<Tensor, Tensor, Tensor, RowwiseKept> rowwise_layer_forward(
+    CellKind kind, const Tensor& x, at::IntArrayRef batch_sizes, const Tensor& h0,
+    const std::optional<Tensor>& c0, const Tensor& w_ih, const Tensor& w_hh,
+    const std::optional<Tensor>& b_ih, const std::optional<Tensor>& b_hh,
+    const LayerNorms& norms, const std::optional<Tensor>& zoneout, bool reverse) {
+  check_device(x, kind);
+  const Schedule sched = make_schedule(x, batch_sizes);
+  const LayerSizes sizes = check_operands(kind, x, sched.batch, sched.total, h0, c0, w_ih, w_hh,
+                                          b_ih, b_hh, std::nullopt);
+  const int64_t G = sizes.G, S = sizes.S, H = sizes.H, I = sizes.I, B = sched.batch,
+                N = sched.total, GH = G * H;
+  const bool has_c = cell_has_cell_state(kind), normed = norms.present();
+  check_norms(kind, x, GH, H, norms);
+  if (zoneout.has_value()) check_operand(x, *zoneout, "zoneout", rows_shape(x, H));
+
+  // The input side for every step at once. Where the cell only sums the projections, both
+  // biases start the recurrent side instead (layer.cpp).
+  const Tensor x2d = x.reshape({N, I});
+  const bool bias_in_xg = b_ih.has_value() && !cell_sums_projections(kind);
+  RowwiseKept kept;
+  Tensor xg;
+  if (normed) {
+    kept.xg_raw = at::mm(x2d, w_ih.t());
+    auto [normalised, mean, rstd] = at::native_layer_norm(
+        kept.xg_raw, {GH}, *norms.ih, bias_in_xg ? b_ih : std::nullopt, kLayerNormEps);
+    xg = normalised;
+    kept.x_stats = at::cat({mean.reshape({N, 1}), rstd.reshape({N, 1})}, 1);
+    kept.h_hat = at::empty({N, GH}, x.options());
+    kept.c_hat = has_c ? at::empty({N, H}, x.options()) : none_like(x);
+    kept.h_stats = at::empty({N, 2}, x.options());
+  } else {
+    xg = bias_in_xg ? at::addmm(*b_ih, x2d, w_ih.t()) : at::mm(x2d, w_ih.t());
+    kept.xg_raw = none_like(x);
+    kept.x_stats = none_like(x);
+    kept.h_hat = none_like(x);
+    kept.c_hat = none_like(x);
+    kept.h_stats = none_like(x);
+  }
+  std::optional<Tensor> recurrent_bias;
+  if (b_hh.has_value()) recurrent_bias = bias_in_xg ? b_hh->contiguous() : *b_ih + *b_hh;
+  Tensor output = empty_like_rows(x, H);
+  kept.saved = empty_like_rows(x, S * H);
+  kept.h_prev = empty_like_rows(x, H);  // also zoneout's h_(t-1)
+  kept.c_prev = has_c ? empty_like_rows(x, H) : none_like(x);
+  Tensor h = h0.contiguous().clone();  // h0 in, h_n out
+  Tensor c = has_c ? c0->contiguous().clone() : none_like(x);
+  Tensor hg = at::empty({B, GH}, x.options());
+  const Tensor w_hh_c = w_hh.contiguous();
+  const Tensor mask = zoneout.has_value() ? zoneout->contiguous() : Tensor();
+
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "rnnkernels_rowwise_forward", [&] {
+    using T = scalar_t;
+    const StepDevice<T> device = step_device<T>(x);
+    const T* bias = ptr_or_null<T>(recurrent_bias);
+    for (int64_t k = 0; k < sched.steps; ++k) {
+      const int64_t t = step_at(sched, k, reverse), n = sched.rows(t), off = sched.offset(t);
+      if (n == 0) continue;
+      device.gemm(n, GH, H, h.data_ptr<T>(), w_hh_c.data_ptr<T>(), /*transpose_w=*/true,
+                  hg.data_ptr<T>(), /*accumulate=*/false);
+      RowwiseForward<T> r{{xg.data_ptr<T>() + off * GH, hg.data_ptr<T>(), h.data_ptr<T>(),
+                           ptr_or_null<T>(c), kept.saved.data_ptr<T>() + off * S * H, H},
+                          hg.data_ptr<T>()};
+      r.step.b_hh = bias;
+      r.step.h_out = output.data_ptr<T>() + off * H;
+      r.step.h_keep = kept.h_prev.data_ptr<T>() + off * H;
+      if (has_c) r.step.c_keep = kept.c_prev.data_ptr<T>() + off * H;
+      if (normed) {
+        r.ln_hh = norms.hh->data_ptr<T>();
+        r.h_hat = kept.h_hat.data_ptr<T>() + off * GH;
+        r.rstd = kept.h_stats.data_ptr<T>() + off * 2;
+        if (has_c) {
+          r.ln_cell_w = norms.cell_w->data_ptr<T>();
+          r.ln_cell_b = norms.cell_b->data_ptr<T>();
+          r.c_hat = kept.c_hat.data_ptr<T>() + off * H;
+        }
+      }
+      if (mask.defined()) r.zoneout = mask.data_ptr<T>() + off * H;
+      rowwise_forward_rows(kind, r, n);
+    }
+  });
+  return {output, h, c, kept};
+}
+
+RowwiseGrads rowwise_layer_backward(CellKind kind, const Tensor& grad_output,
+                                    const Tensor& grad_h_n, const std::optional<Tensor>& grad_c_n,
+                                    const Tensor& x, at::IntArrayRef batch_sizes,
+                                    const Tensor& w_ih, const Tensor& w_hh, bool has_bias,
+                                    const LayerNorms& norms, const std::optional<Tensor>& zoneout,
+                                    const RowwiseKept& kept, bool reverse, bool input_grad) {
+  check_device(x, kind);
+  const Schedule sched = make_schedule(x, batch_sizes);
+  const bool has_c = cell_has_cell_state(kind), normed = norms.present();
+  const bool apart = !cell_sums_projections(kind);
+  const int64_t G = cell_gates(kind), S = cell_saved(kind);
+  TORCH_CHECK(w_hh.dim() == 2 && w_hh.size(0) % G == 0, "rnnkernels: w_hh must be [", G,
+              "*H, H], got ", w_hh.sizes());
+  const int64_t H = w_hh.size(0) / G, GH = G * H, I = x.size(-1), B = sched.batch,
+                N = sched.total;
+  check_operand(x, w_ih, "w_ih", {GH, I});
+  check_operand(x, w_hh, "w_hh", {GH, H});
+  check_norms(kind, x, GH, H, norms);
+  check_operand(x, grad_output, "grad_output", rows_shape(x, H));
+  check_operand(x, grad_h_n, "grad_h_n", {B, H});
+  check_operand(x, kept.saved, "saved", rows_shape(x, S * H));
+  check_operand(x, kept.h_prev, "h_prev", rows_shape(x, H));
+  TORCH_CHECK(!has_c || (grad_c_n.has_value() && grad_c_n->defined()),
+              "rnnkernels: LSTM backward needs grad_c_n");
+  if (has_c) {
+    check_operand(x, *grad_c_n, "grad_c_n", {B, H});
+    check_operand(x, kept.c_prev, "c_prev", rows_shape(x, H));
+  }
+  if (normed) {
+    check_operand(x, kept.xg_raw, "xg_raw", {N, GH});
+    check_operand(x, kept.x_stats, "x_stats", {N, 2});
+    check_operand(x, kept.h_hat, "h_hat", {N, GH});
+    check_operand(x, kept.h_stats, "h_stats", {N, 2});
+    if (has_c) check_operand(x, kept.c_hat, "c_hat", {N, H});
+  }
+  if (zoneout.has_value()) check_operand(x, *zoneout, "zoneout", rows_shape(x, H));
+
+  const Tensor grad_out2d = grad_output.reshape({N, H}).contiguous();
+  const Tensor saved = kept.saved.reshape({N, S * H}).contiguous();
+  const Tensor h_prev = kept.h_prev.reshape({N, H}).contiguous();
+  const Tensor c_prev = has_c ? kept.c_prev.reshape({N, H}).contiguous() : Tensor();
+  const Tensor h_hat = normed ? kept.h_hat.contiguous() : Tensor();
+  const Tensor c_hat = normed && has_c ? kept.c_hat.contiguous() : Tensor();
+  const Tensor h_stats = normed ? kept.h_stats.contiguous() : Tensor();
+  const Tensor mask = zoneout.has_value() ? zoneout->contiguous() : Tensor();
+  Tensor dxg = at::empty({N, GH}, x.options());
+  // GRU's recurrent-side gradient differs from the input side in the n gate; where the cell
+  // normalises, W_hh h's gradient differs from that of the normalised projection.
+  Tensor dhg = apart ? at::empty({N, GH}, x.options()) : dxg;
+  Tensor dhg_raw = normed ? at::empty({N, GH}, x.options()) : dhg;
+  Tensor d_cell_out = normed && has_c ? at::empty({N, H}, x.options()) : Tensor();
+  Tensor dh = grad_h_n.contiguous().clone();  // dL/dh of each row's current step
+  Tensor dc = has_c ? grad_c_n->contiguous().clone() : Tensor();
+  Tensor dh_direct = mask.defined() ? at::empty({B, H}, x.options()) : Tensor();
+  const Tensor w_hh_c = w_hh.contiguous();
+  const bool accumulate = mask.defined() || cell_direct_hidden_gradient(kind);
+
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "rnnkernels_rowwise_backward", [&] {
+    using T = scalar_t;
+    const StepDevice<T> device = step_device<T>(x);
+    for (int64_t k = sched.steps - 1; k >= 0; --k) {
+      const int64_t t = step_at(sched, k, reverse), n = sched.rows(t), off = sched.offset(t);
+      if (n == 0) continue;
+      RowwiseBackward<T> r{{dh.data_ptr<T>(), ptr_or_null<T>(dc),
+                            saved.data_ptr<T>() + off * S * H,
+                            has_c ? c_prev.data_ptr<T>() + off * H : nullptr,
+                            h_prev.data_ptr<T>() + off * H, dxg.data_ptr<T>() + off * GH,
+                            dhg.data_ptr<T>() + off * GH, H}};
+      r.step.grad_h = grad_out2d.data_ptr<T>() + off * H;
+      if (normed) {
+        r.ln_hh = norms.hh->data_ptr<T>();
+        r.h_hat = h_hat.data_ptr<T>() + off * GH;
+        r.rstd = h_stats.data_ptr<T>() + off * 2;
+        r.dhg_raw = dhg_raw.data_ptr<T>() + off * GH;
+        if (has_c) {
+          r.ln_cell_w = norms.cell_w->data_ptr<T>();
+          r.ln_cell_b = norms.cell_b->data_ptr<T>();
+          r.c_hat = c_hat.data_ptr<T>() + off * H;
+          r.d_cell_out = d_cell_out.data_ptr<T>() + off * H;
+        }
+      }
+      if (mask.defined()) {
+        r.zoneout = mask.data_ptr<T>() + off * H;
+        r.dh_direct = dh_direct.data_ptr<T>();
+      }
+      rowwise_backward_rows(kind, r, n);
+      device.gemm(n, H, GH, dhg_raw.data_ptr<T>() + off * GH, w_hh_c.data_ptr<T>(),
+                  /*transpose_w=*/false, dh.data_ptr<T>(), accumulate);
+    }
+  });
+
+  RowwiseGrads grads;
+  const auto empty = [&] { return none_like(x); };
+  Tensor dxg_raw = dxg;
+  if (normed) {
+    const auto [mean, rstd] = x_stats_columns(kept.x_stats);
+    auto [d_raw, d_ln_ih, unused_db] = at::native_layer_norm_backward(
+        dxg, kept.xg_raw, {GH}, mean, rstd, *norms.ih, std::nullopt, {true, true, false});
+    dxg_raw = d_raw;
+    grads.d_ln_ih = d_ln_ih;
+    grads.d_ln_hh = (dhg * h_hat).sum(0);
+    grads.d_ln_cell_w = has_c ? (d_cell_out * c_hat).sum(0) : empty();
+    grads.d_ln_cell_b = has_c ? d_cell_out.sum(0) : empty();
+  } else {
+    grads.d_ln_ih = empty();
+    grads.d_ln_hh = empty();
+    grads.d_ln_cell_w = empty();
+    grads.d_ln_cell_b = empty();
+  }
+  if (has_bias) {
+    grads.db_ih = dxg.sum(0);
+    // Only GRU's two projections get different gradients; a copy keeps the outputs apart.
+    grads.db_hh = apart ? dhg.sum(0) : grads.db_ih.clone();
+  } else {
+    grads.db_ih = empty();
+    grads.db_hh = empty();
+  }
+  grads.dx = input_grad ? at::mm(dxg_raw, w_ih).view(x.sizes()) : empty();
+  grads.dw_ih = at::mm(dxg_raw.t(), x.reshape({N, I}));
+  grads.dw_hh = at::mm(dhg_raw.t(), h_prev);
+  grads.dh0 = dh;
+  grads.dc0 = has_c ? dc : empty();
+  return grads;
+}
+
+}  // namespace rnnk
