@@ -13,6 +13,7 @@ from torch import Tensor
 from . import _backend, _fork, reference
 from ._bidirectional import fused_both_directions
 from ._ops import fused_cell, fused_layer
+from ._rowwise import fused_rowwise_layer
 
 # On CPU half types are computed in float32 (the fused kernels take float32/float64),
 # but for bfloat16 on a CPU with bf16 dot products (AMX, AVX512_BF16).
@@ -24,8 +25,9 @@ _CPU_NATIVE_DTYPES = (torch.float32, torch.float64)
 _AUTOCAST_LOWER = {"cpu": {"lstm", "rnn_tanh", "rnn_relu"},
                    "cuda": {"lstm", "gru", "rnn_tanh", "rnn_relu"}}
 
-# Per layer and direction: (w_ih, w_hh, b_ih, b_hh, w_hr), absent ones None.
-LayerWeights = tuple[Tensor, Tensor, Tensor | None, Tensor | None, Tensor | None]
+# Per layer and direction: (w_ih, w_hh, b_ih, b_hh, w_hr), absent ones None, and after them
+# a layer-normalised cell's layer-norm weights (reference.layer's norm_weights).
+LayerWeights = tuple[Tensor | None, ...]
 
 
 def _runs_reference(backend: str) -> bool:
@@ -53,16 +55,25 @@ def rnn(
     training: bool,
     bidirectional: bool,
     backend: str | None = None,
+    zoneout: float = 0.0,
 ) -> tuple[Tensor, Tensor, Tensor | None]:
-    """Runs the stack; returns (output, h_n, c_n) with c_n None unless cell is 'lstm'."""
-    chosen = _backend.resolve_backend(backend, input.device)
+    """Runs the stack; returns (output, h_n, c_n) with c_n None unless cell is 'lstm'.
+
+    zoneout: in training each unit of h keeps its previous value with this probability at
+    each step (a mask from torch's RNG); in eval h_t is p * h_(t-1) + (1 - p) * h_t."""
+    rowwise = zoneout > 0 or any(len(ws) > 5 for ws in weights)
+    chosen = (_backend.resolve_rowwise_backend(backend, input.device) if rowwise
+              else _backend.resolve_backend(backend, input.device))
     _fork.state.ran_kernels = True
 
     def run(x: Tensor, h: Tensor, c: Tensor | None, ws: list[LayerWeights]):
+        if rowwise:
+            return _run_rowwise_stack(chosen, cell, x, batch_sizes, h, c, ws, num_layers,
+                                      dropout, training, bidirectional, zoneout)
         return _run_stack(chosen, cell, x, batch_sizes, h, c, ws, num_layers, dropout, training,
                           bidirectional)
 
-    return _in_compute_dtype(cell, chosen, input, hx, cx, weights, run)
+    return _in_compute_dtype(cell, chosen, input, hx, cx, weights, run, bf16_kernels=not rowwise)
 
 
 def cell_step(cell: str, input: Tensor, hx: Tensor, cx: Tensor | None, weights: LayerWeights,
@@ -82,10 +93,11 @@ def cell_step(cell: str, input: Tensor, hx: Tensor, cx: Tensor | None, weights: 
 
 
 def _in_compute_dtype(cell: str, backend: str, input: Tensor, hx: Tensor, cx: Tensor | None,
-                      weights: list[LayerWeights], run) -> tuple[Tensor, Tensor, Tensor | None]:
+                      weights: list[LayerWeights], run, bf16_kernels: bool = True,
+                      ) -> tuple[Tensor, Tensor, Tensor | None]:
     """run(input, hx, cx, weights) in the dtype the kernels compute in (autocast's choice,
-    on CPU float32 for half types unless the bf16 kernels take the call), with the results
-    in the dtypes nn.* returns."""
+    on CPU float32 for half types unless the bf16 kernels take the call: bf16_kernels says
+    whether they could), with the results in the dtypes nn.* returns."""
     device_type = input.device.type
     result_dtype = cell_dtype = input.dtype
     autocasting = device_type in _AUTOCAST_LOWER and torch.is_autocast_enabled(device_type)
@@ -99,7 +111,7 @@ def _in_compute_dtype(cell: str, backend: str, input: Tensor, hx: Tensor, cx: Te
         # nn's GEMMs take autocast's dtype even where its results are float32 (the CPU
         # GRU's composite calls autocast's linear): the bf16 kernels then run too.
         gemm_dtype = torch.get_autocast_dtype("cpu") if autocasting else result_dtype
-        if gemm_dtype == torch.bfloat16 and _bf16_kernels_take(backend):
+        if gemm_dtype == torch.bfloat16 and bf16_kernels and _bf16_kernels_take(backend):
             compute_dtype = torch.bfloat16
         elif result_dtype not in _CPU_NATIVE_DTYPES:
             compute_dtype = torch.float32
@@ -152,6 +164,48 @@ def _run_stack(backend: str, cell: str, input: Tensor, batch_sizes: Tensor | Non
         if dropout > 0 and training and layer < num_layers - 1:
             layer_input = F.dropout(layer_input, dropout, training=True)
     return layer_input, _stack(h_finals), _stack(c_finals) if c_finals else None
+
+
+def _run_rowwise_stack(backend: str, cell: str, input: Tensor, batch_sizes: Tensor | None,
+                       hx: Tensor, cx: Tensor | None, weights: list[LayerWeights],
+                       num_layers: int, dropout: float, training: bool, bidirectional: bool,
+                       zoneout: float) -> tuple[Tensor, Tensor, Tensor | None]:
+    """_run_stack for the layer-normalised cells and zoneout: each layer and direction on the
+    rowwise op (or the reference), one after the other."""
+    layer_fn = reference.layer if _runs_reference(backend) else fused_rowwise_layer
+    sizes = [] if batch_sizes is None else [int(b) for b in batch_sizes.tolist()]
+    directions = 2 if bidirectional else 1
+    layer_input = input
+    h_finals: list[Tensor] = []
+    c_finals: list[Tensor] = []
+    for layer in range(num_layers):
+        outputs = []
+        for d in range(directions):
+            index = layer * directions + d
+            w_ih, w_hh, b_ih, b_hh, w_hr, *norms = weights[index]
+            mask = _zoneout_mask(layer_input, hx.shape[-1], zoneout, training)
+            output, h_n, c_n = layer_fn(cell, layer_input, sizes, hx[index],
+                                        None if cx is None else cx[index], w_ih, w_hh, b_ih,
+                                        b_hh, w_hr, d == 1, norm_weights=norms, zoneout=mask)
+            outputs.append(output)
+            h_finals.append(h_n)
+            if c_n is not None:
+                c_finals.append(c_n)
+        layer_input = outputs[0] if directions == 1 else torch.cat(outputs, -1)
+        if dropout > 0 and training and layer < num_layers - 1:
+            layer_input = F.dropout(layer_input, dropout, training=True)
+    return layer_input, _stack(h_finals), _stack(c_finals) if c_finals else None
+
+
+def _zoneout_mask(x: Tensor, hidden: int, p: float, training: bool) -> Tensor | None:
+    """The zoneout mask of a layer on x (its rows, ``hidden`` units): in training 1 with
+    probability 1 - p (torch's RNG), else 0; in eval the constant 1 - p. None for p = 0."""
+    if p == 0:
+        return None
+    shape = (*x.shape[:-1], hidden)
+    if training:
+        return torch.empty(shape, dtype=x.dtype, device=x.device).bernoulli_(1 - p)
+    return torch.full(shape, 1 - p, dtype=x.dtype, device=x.device)
 
 
 def _stack(states: list[Tensor]) -> Tensor:

@@ -56,17 +56,34 @@ class _FusedSequence:
 
     _nn_class: type[nn.RNNBase]  # the torch.nn twin, for conversions
     _label: str  # the name nn's own error messages use
+    zoneout: float = 0.0  # FusedLSTM and FusedGRU take it (see there)
 
     def flatten_parameters(self) -> None:
         """A no-op: the fused kernels read the parameters where they are."""
 
     def _layer_weights(self) -> list[LayerWeights]:
         weights = []
-        for names in self._all_weights:
+        for index, names in enumerate(self._all_weights):
             by_kind = {name.split("_l")[0]: getattr(self, name) for name in names}
             weights.append((by_kind["weight_ih"], by_kind["weight_hh"], by_kind.get("bias_ih"),
-                            by_kind.get("bias_hh"), by_kind.get("weight_hr")))
+                            by_kind.get("bias_hh"), by_kind.get("weight_hr"),
+                            *self._norm_weights(index)))
         return weights
+
+    def _norm_weights(self, index: int) -> tuple[Tensor, ...]:
+        """The layer-norm weights of layer and direction ``index`` (layer_norm_modules.py)."""
+        return ()
+
+    def _rowwise(self) -> bool:
+        """Whether the layers run the rowwise kernels: layer norms or zoneout."""
+        return self.zoneout > 0
+
+    def _check_exportable(self) -> None:
+        if self._rowwise() and torch.onnx.is_in_onnx_export():
+            what = "zoneout" if self.zoneout > 0 else "layer normalisation"
+            raise RuntimeError(
+                f"{type(self).__name__} cannot be exported to ONNX: ONNX has no standard "
+                f"recurrent operator with {what}")
 
     def _constructor_kwargs(self) -> dict[str, Any]:
         kwargs = dict(input_size=self.input_size, hidden_size=self.hidden_size,
@@ -93,6 +110,9 @@ class _FusedSequence:
 
     def to_torch(self) -> nn.RNNBase:
         """The equivalent nn module, weights included."""
+        if self.zoneout > 0:
+            raise ValueError(f"{type(self).__name__} with zoneout={self.zoneout} has no torch.nn "
+                             "equivalent (nn has no zoneout)")
         weight = self.weight_ih_l0
         module = self._nn_class(**self._constructor_kwargs(), device=weight.device,
                                 dtype=weight.dtype)
@@ -137,7 +157,8 @@ class _FusedSequence:
         """One time step on the lean call (_single_step.py), or None where it does not
         apply: a projection, dropout between layers in training, an LSTM's hx not a pair."""
         has_cell = self.mode == "LSTM"
-        if self.proj_size > 0 or (self.training and self.dropout > 0 and self.num_layers > 1) \
+        if self._rowwise() or self.proj_size > 0 \
+                or (self.training and self.dropout > 0 and self.num_layers > 1) \
                 or (has_cell and hx is not None and (not isinstance(hx, tuple) or len(hx) != 2)) \
                 or (not has_cell and isinstance(hx, tuple)):
             return None
@@ -150,6 +171,7 @@ class _FusedSequence:
         return output, ((h_n, c_n) if has_cell else h_n)
 
     def forward(self, input: Tensor | PackedSequence, hx: Any = None) -> tuple[Any, Any]:
+        self._check_exportable()
         if not isinstance(input, PackedSequence):
             result = self._lean_stream(input, hx)
             if result is not None:
@@ -194,7 +216,8 @@ class _FusedSequence:
             output, h_n, c_n = functional.rnn(
                 _CELL_OF_MODE[self.mode], time_major, batch_sizes, hidden_list[0],
                 hidden_list[1] if has_cell else None, weights, self.num_layers,
-                float(self.dropout), self.training, self.bidirectional, backend=self.backend)
+                float(self.dropout), self.training, self.bidirectional, backend=self.backend,
+                zoneout=float(self.zoneout))
         if self.batch_first and not packed:
             output = output.transpose(0, 1)
         hidden = (h_n, c_n) if has_cell else h_n
@@ -216,9 +239,16 @@ class FusedLSTM(_FusedSequence, nn.RNNBase):
     check_forward_args = nn.LSTM.check_forward_args
     permute_hidden = nn.LSTM.permute_hidden
 
-    def __init__(self, *args: Any, backend: str | None = None, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, backend: str | None = None, zoneout: float = 0.0,
+                 **kwargs: Any) -> None:
         super().__init__("LSTM", *args, **kwargs)
         self.backend = backend
+        self.zoneout = _checked_zoneout(zoneout)
+        if self.zoneout > 0 and self.proj_size > 0:
+            raise ValueError("zoneout is not supported together with proj_size")
+
+    def extra_repr(self) -> str:
+        return _with_zoneout(super().extra_repr(), self.zoneout)
 
 
 class FusedGRU(_FusedSequence, nn.RNNBase):
@@ -227,10 +257,15 @@ class FusedGRU(_FusedSequence, nn.RNNBase):
     _nn_class = nn.GRU
     _label = "GRU"
 
-    def __init__(self, *args: Any, backend: str | None = None, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, backend: str | None = None, zoneout: float = 0.0,
+                 **kwargs: Any) -> None:
         _reject_proj_size(kwargs)
         super().__init__("GRU", *args, **kwargs)
         self.backend = backend
+        self.zoneout = _checked_zoneout(zoneout)
+
+    def extra_repr(self) -> str:
+        return _with_zoneout(super().extra_repr(), self.zoneout)
 
 
 class FusedRNN(_FusedSequence, nn.RNNBase):
@@ -251,6 +286,18 @@ class FusedRNN(_FusedSequence, nn.RNNBase):
         self.nonlinearity = nonlinearity
         super().__init__(f"RNN_{nonlinearity.upper()}", *args, **kwargs)
         self.backend = backend
+
+
+def _checked_zoneout(p: Any) -> float:
+    """zoneout as a float in [0, 1], the probability that a unit keeps its previous state."""
+    if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 <= p <= 1:
+        raise ValueError(f"zoneout should be a number in the range [0, 1] representing the "
+                         f"probability of a unit keeping its previous state, got {p!r}")
+    return float(p)
+
+
+def _with_zoneout(text: str, zoneout: float) -> str:
+    return text + (f", zoneout={zoneout}" if zoneout > 0 else "")
 
 
 def _reject_proj_size(kwargs: dict[str, Any]) -> None:
