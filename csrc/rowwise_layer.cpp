@@ -80,7 +80,8 @@ std::tuple<Tensor, Tensor, Tensor, RowwiseKept> rowwise_layer_forward(
     kept.x_stats = at::cat({mean.reshape({N, 1}), rstd.reshape({N, 1})}, 1);
     kept.h_hat = at::empty({N, GH}, x.options());
     kept.c_hat = has_c ? at::empty({N, H}, x.options()) : none_like(x);
-    kept.h_stats = at::empty({N, 2}, x.options());
+    // The GRU has no c': its column stays zero (an op's outputs are fully written).
+    kept.h_stats = has_c ? at::empty({N, 2}, x.options()) : at::zeros({N, 2}, x.options());
   } else {
     xg = bias_in_xg ? at::addmm(*b_ih, x2d, w_ih.t()) : at::mm(x2d, w_ih.t());
     kept.xg_raw = none_like(x);

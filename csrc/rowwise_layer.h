@@ -21,7 +21,7 @@ struct LayerNorms {
 
 // What the forward keeps for backward: the plain cell's saved gates, h_prev and c_prev,
 // and where the cell normalises, W_ih x with its rows' (mean, rstd) [N, 2], LN(W_hh h),
-// LN(c') and the rstd of W_hh h and of c' [N, 2]; undefined-free empties where absent.
+// LN(c') and the rstd of W_hh h and of c' (0 for the GRU) [N, 2]; empty where absent.
 struct RowwiseKept {
   at::Tensor saved, h_prev, c_prev, xg_raw, x_stats, h_hat, c_hat, h_stats;
 };

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .. import _ops
+from .. import _ops, _rowwise
 from ._graph import Value
 from ._translations import OPS
 
@@ -84,6 +84,22 @@ def _cell_translation(translate: Callable, cell: str, builder: _OnnxscriptBuilde
     return translation
 
 
+def _rowwise_refusal(cell: str) -> Callable:
+    """The rowwise ops (layer norms, zoneout) have no standard ONNX operator: their
+    translation is an error that names the module."""
+    def translation(x: Value, batch_sizes: Sequence[int], h0: Value, c0: Value | None,
+                    w_ih: Value, w_hh: Value, b_ih: Value | None, b_hh: Value | None,
+                    ln_ih: Value | None, ln_hh: Value | None, ln_cell_w: Value | None,
+                    ln_cell_b: Value | None, zoneout: Value | None, reverse: bool) -> tuple:
+        module = (f"LayerNorm{cell.upper()}" if ln_ih is not None
+                  else f"Fused{cell.upper()} with zoneout")
+        raise torch.onnx.errors.OnnxExporterError(
+            f"{module} cannot be exported to ONNX: ONNX has no standard recurrent operator "
+            "with layer normalisation or zoneout")
+
+    return translation
+
+
 # Per op kind: the function with the op's signature that the exporter calls.
 _SIGNATURES = {
     "layer_forward": _layer_translation,
@@ -104,6 +120,8 @@ def translation_table() -> dict[Any, Callable]:
             function = signature(OPS[kind], cell, builder)
             function.__name__ = function.__qualname__ = f"{cell}_{kind}"
             table[_ops.library_op(cell, kind)] = function
+    for cell in _rowwise.CELLS:
+        table[_rowwise.forward_op(cell)] = _rowwise_refusal(cell)
     return table
 
 
