@@ -150,7 +150,7 @@ FUSED_MODULES = {
 def module_as_function(module: torch.nn.Module, packed_lengths: torch.Tensor | None = None):
     """f(x, h0, [c0,] *params) -> outputs, for gradcheck."""
     names = [name for name, _ in module.named_parameters()]
-    has_cell = isinstance(module, rnnkernels.FusedLSTM)
+    has_cell = module.mode == "LSTM"
 
     def run(x, *rest):
         states, params = (rest[:2], rest[2:]) if has_cell else (rest[:1], rest[1:])
@@ -170,7 +170,7 @@ def gradcheck_inputs(module: torch.nn.Module, steps: int = 3, batch: int = 2) ->
     options = dict(dtype=torch.float64, requires_grad=True)
     tensors = [torch.randn(steps, batch, module.input_size, **options),
                torch.randn(layers, batch, h_size, **options)]
-    if isinstance(module, rnnkernels.FusedLSTM):
+    if module.mode == "LSTM":
         tensors.append(torch.randn(layers, batch, module.hidden_size, **options))
     return tensors + [p.detach().clone().requires_grad_() for p in module.parameters()]
 
