@@ -3,11 +3,13 @@
 #include <ATen/ATen.h>
 
 #include "cells/layer_norm.h"
+#include "cpu/huge_pages.h"
 #include "cpu/tensor_ptr.h"
 #include "operands.h"
 #include "rowwise.h"
 #include "schedule.h"
 #include "step_device.h"
+#include "workspace.h"
 
 namespace rnnk {
 namespace {
@@ -15,6 +17,14 @@ namespace {
 using at::Tensor;
 
 Tensor none_like(const Tensor& x) { return at::empty({0}, x.options()); }
+
+// [rows, width] of x's dtype, kept for backward: large, so backed by huge pages where the
+// system has them (first touch of fresh pages is a large share of a call otherwise).
+Tensor kept_rows(const Tensor& x, int64_t rows, int64_t width) {
+  Tensor t = at::empty({rows, width}, x.options());
+  advise_huge_pages(t);
+  return t;
+}
 
 // The layer norms' shapes, and all of a LayerNormLSTM's or a LayerNormGRU's or none.
 void check_norms(CellKind kind, const Tensor& x, int64_t GH, int64_t H, const LayerNorms& n) {
@@ -72,18 +82,25 @@ std::tuple<Tensor, Tensor, Tensor, RowwiseKept> rowwise_layer_forward(
   const bool bias_in_xg = b_ih.has_value() && !cell_sums_projections(kind);
   RowwiseKept kept;
   Tensor xg;
+  // The finished input side never leaves the call: a kept scratch buffer (workspace.h).
+  xg = scratch(Scratch::InputProjection, {N, GH}, x.options());
   if (normed) {
-    kept.xg_raw = at::mm(x2d, w_ih.t());
-    auto [normalised, mean, rstd] = at::native_layer_norm(
-        kept.xg_raw, {GH}, *norms.ih, bias_in_xg ? b_ih : std::nullopt, kLayerNormEps);
-    xg = normalised;
-    kept.x_stats = at::cat({mean.reshape({N, 1}), rstd.reshape({N, 1})}, 1);
-    kept.h_hat = at::empty({N, GH}, x.options());
-    kept.c_hat = has_c ? at::empty({N, H}, x.options()) : none_like(x);
+    kept.xg_raw = kept_rows(x, N, GH);
+    at::mm_out(kept.xg_raw, x2d, w_ih.t());
+    Tensor mean = at::empty({N, 1}, x.options()), rstd = at::empty({N, 1}, x.options());
+    at::native_layer_norm_out(xg, mean, rstd, kept.xg_raw, {GH}, *norms.ih,
+                              bias_in_xg ? b_ih : std::nullopt, kLayerNormEps);
+    kept.x_stats = at::cat({mean, rstd}, 1);
+    kept.h_hat = kept_rows(x, N, GH);
+    kept.c_hat = has_c ? kept_rows(x, N, H) : none_like(x);
     // The GRU has no c': its column stays zero (an op's outputs are fully written).
     kept.h_stats = has_c ? at::empty({N, 2}, x.options()) : at::zeros({N, 2}, x.options());
   } else {
-    xg = bias_in_xg ? at::addmm(*b_ih, x2d, w_ih.t()) : at::mm(x2d, w_ih.t());
+    if (bias_in_xg) {
+      at::addmm_out(xg, *b_ih, x2d, w_ih.t());
+    } else {
+      at::mm_out(xg, x2d, w_ih.t());
+    }
     kept.xg_raw = none_like(x);
     kept.x_stats = none_like(x);
     kept.h_hat = none_like(x);
@@ -180,12 +197,13 @@ RowwiseGrads rowwise_layer_backward(CellKind kind, const Tensor& grad_output,
   const Tensor c_hat = normed && has_c ? kept.c_hat.contiguous() : Tensor();
   const Tensor h_stats = normed ? kept.h_stats.contiguous() : Tensor();
   const Tensor mask = zoneout.has_value() ? zoneout->contiguous() : Tensor();
-  Tensor dxg = at::empty({N, GH}, x.options());
+  // The gates' gradients never leave the call: kept scratch buffers (workspace.h).
+  Tensor dxg = scratch(Scratch::InputGateGrads, {N, GH}, x.options());
   // GRU's recurrent-side gradient differs from the input side in the n gate; where the cell
   // normalises, W_hh h's gradient differs from that of the normalised projection.
-  Tensor dhg = apart ? at::empty({N, GH}, x.options()) : dxg;
-  Tensor dhg_raw = normed ? at::empty({N, GH}, x.options()) : dhg;
-  Tensor d_cell_out = normed && has_c ? at::empty({N, H}, x.options()) : Tensor();
+  Tensor dhg = apart ? scratch(Scratch::HiddenGateGrads, {N, GH}, x.options()) : dxg;
+  Tensor dhg_raw = normed ? scratch(Scratch::RawHiddenGateGrads, {N, GH}, x.options()) : dhg;
+  Tensor d_cell_out = normed && has_c ? kept_rows(x, N, H) : Tensor();
   Tensor dh = grad_h_n.contiguous().clone();  // dL/dh of each row's current step
   Tensor dc = has_c ? grad_c_n->contiguous().clone() : Tensor();
   Tensor dh_direct = mask.defined() ? at::empty({B, H}, x.options()) : Tensor();

@@ -18,7 +18,7 @@ void release_kept_block();
 
 // The calling thread's kept tensor number `use` (of kKeptTensors): `fill(tensor)` may
 // replace it; runs under the thread's cache lock.
-inline constexpr int kKeptTensors = 3;
+inline constexpr int kKeptTensors = 4;
 template <typename Fill>
 at::Tensor with_kept_tensor(int use, const Fill& fill);
 

@@ -8,7 +8,7 @@
 namespace rnnk {
 
 // What each scratch tensor is for: a call may hold one of each at once.
-enum class Scratch { InputProjection, InputGateGrads, HiddenGateGrads, kCount };
+enum class Scratch { InputProjection, InputGateGrads, HiddenGateGrads, RawHiddenGateGrads, kCount };
 
 // An uninitialized contiguous tensor of `sizes`, valid until this thread asks for the same
 // `use` again: it must not escape the op. Elsewhere than the CPU, a plain at::empty.
