@@ -17,12 +17,17 @@ def _in_bf16(row: dict) -> bool:
     return row["dtype"] == "bfloat16" or row["mode"] == "autocast"
 
 
+def _layer_norm(row: dict) -> bool:
+    """Whether a row is a layer-normalised cell's, timed against torch ops, not nn."""
+    return row["shape"]["cell"].startswith("ln_")
+
+
 def _pairs(doc: dict, bf16: bool = False) -> list[tuple[dict, dict]]:
     """(torch.nn row, our row) per case, dtype and mode, in run order: the float32 rows,
     or (bf16) the bf16 and autocast ones."""
     by_case: dict[tuple[str, str, str], list[dict]] = {}
     for row in doc["results"]:
-        if _in_bf16(row) == bf16:
+        if _in_bf16(row) == bf16 and not _layer_norm(row):
             by_case.setdefault((row["case"], row["dtype"], row["mode"]), []).append(row)
     return [(rows[0], rows[1]) for rows in by_case.values()]
 
@@ -62,7 +67,7 @@ def targets_table(doc: dict) -> str:
     packed = {n["mode"]: o["speedup_vs_nn"] for n, o in pairs if n["shape"]["packed"]}
     nan = float("nan")  # a target whose cases the run did not include
     rows = [
-        ("never slower than nn (every case, fwd and train)", ">= 1.0x", min(ratio), 1.0),
+        ("never slower than nn (every case, fwd and train)", ">= 1.0x", min(ratio, default=nan), 1.0),
         ("train geomean vs nn.LSTM", ">= 1.3x", train_geomean("lstm"), 1.3),
         ("... the same without the packed case", ">= 1.3x", train_geomean("lstm", False), 1.3),
         ("train geomean vs nn.GRU", ">= 1.8x", train_geomean("gru"), 1.8),
@@ -113,11 +118,33 @@ def bf16_targets_table(doc: dict) -> str:
     return "\n".join(_target_lines(rows))
 
 
+def layer_norm_table(doc: dict) -> str:
+    """LayerNormLSTM/GRU: ours against the same math in torch ops, and the cost of the
+    layer norms over our plain cell at the same shape (rows: torch ops, ours, plain)."""
+    by_case: dict[tuple[str, str], list[dict]] = {}
+    for row in doc["results"]:
+        if _layer_norm(row) and row["dtype"] == "float32":
+            by_case.setdefault((row["case"], row["mode"]), []).append(row)
+    lines = ["| case (float32) | mode | torch ops ms | ours ms | speedup (goal >= 5x, train) | "
+             "plain cell ms | ours / plain (goal <= 1.5x, train) |", "|---|---|---|---|---|---|---|"]
+    for (case, mode), rows in by_case.items():
+        if len(rows) < 3:
+            continue
+        base, ours, plain = rows[:3]
+        lines.append(f"| {case} | {mode} | {base['median_ms']:.1f} | {ours['median_ms']:.1f} | "
+                     f"{ours['speedup_vs_nn']:.2f}x | {plain['median_ms']:.1f} | "
+                     f"{ours['median_ms'] / plain['median_ms']:.2f}x |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     doc = json.loads(Path(sys.argv[1]).read_text())
     print(case_table(doc))
     print()
     print(targets_table(doc))
+    if any(_layer_norm(row) for row in doc["results"]):
+        print()
+        print(layer_norm_table(doc))
     if any(_in_bf16(row) for row in doc["results"]):
         print()
         print(case_table(doc, bf16=True))

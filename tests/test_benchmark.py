@@ -73,7 +73,8 @@ def test_standard_sweep_has_the_issue_shapes() -> None:
     assert "lstm T=100 B=64 I=512 H=512 L=1" in keys
     assert "lstm T=28 B=128 I=28 H=256 L=2" in keys
     assert "lstm T=500 B=32 I=256 H=256 L=1 packed" in keys
-    assert {s.cell for s in standard_sweep("cpu")} == {"lstm", "gru", "rnn"}
+    assert {s.cell for s in standard_sweep("cpu")} == {"lstm", "gru", "rnn", "ln_lstm", "ln_gru"}
+    assert "ln_lstm T=100 B=32 I=256 H=256 L=1" in keys
     assert "lstm T=100 B=16 I=128 H=128 L=1 bi" in keys
     assert "lstm T=1024 B=16 I=768 H=768 L=1" in {s.key() for s in standard_sweep("cuda")}
 
@@ -268,3 +269,24 @@ def test_gpu_check_stops_without_the_cuda_backend(tmp_path) -> None:
     assert "stopping: no CUDA kernels to test" in done.stdout
     assert json.loads((tmp_path / "backend_info.json").read_text())["available"]["cuda"] is False
     assert not (tmp_path / "cuda-tests.log").exists()
+
+
+def test_layer_norm_cells_run_against_torch_ops(tmp_path) -> None:
+    """The layer-normalised cases: the same math in torch ops first (checked against),
+    ours, then our plain cell unchecked; float32 only, no autocast rows; their own table."""
+    argv = ["--shape", "3,2,4,5", "--cells", "ln_lstm", "ln_gru", "--repeats", "5",
+            "--budget", "0.01", "--dtypes", "float32", "bfloat16", "--out-dir", str(tmp_path),
+            "--name", "run", "--no-plot", "--impls", "nn", "cpp"]
+    assert cli.main(argv) == 0
+    document = json.loads((tmp_path / "run.json").read_text())
+    rows = [r for r in document["results"] if r["mode"] == "train"]
+    assert {r["dtype"] for r in document["results"]} == {"float32"}
+    assert "autocast" not in {r["mode"] for r in document["results"]}
+    impls = [r["impl"] for r in rows if r["shape"]["cell"] == "ln_gru"]
+    if rnnkernels.backend_info()["available"]["cpp"]:
+        assert impls == ["torch ops (same math)", "ours (cpp)", "ours (cpp), plain GRU"]
+        table = _readme_tables().layer_norm_table(document)
+        assert "| ln_gru T=3 B=2 I=4 H=5 L=1 | train |" in table
+        assert "ln_" not in _readme_tables().case_table(document)
+    else:
+        assert impls == ["torch ops (same math)"]

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-GATES = {"lstm": 4, "gru": 3, "rnn": 1}
+GATES = {"lstm": 4, "gru": 3, "rnn": 1, "ln_lstm": 4, "ln_gru": 3}
+# The layer-normalised cells, timed against the same math in plain torch ops (nn has none).
+LAYER_NORM_CELLS = {"ln_lstm": "lstm", "ln_gru": "gru"}
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,8 @@ def standard_sweep(device: str) -> list[Shape]:
         Shape("gru", 100, 1, 64, 64, label="small batch"),
         Shape("rnn", 100, 64, 512, 512, label="fastrnns default"),
         Shape("rnn", 100, 1, 64, 64, label="small batch"),
+        Shape("ln_lstm", 100, 32, 256, 256, label="layer norm"),
+        Shape("ln_gru", 100, 32, 256, 256, label="layer norm"),
     ]
     if device == "cuda":
         shapes.append(Shape("lstm", 1024, 16, 768, 768, label="long, GPU"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -12,10 +13,11 @@ from torch import nn
 import rnnkernels
 from rnnkernels import _backend
 
-from .configs import Shape
+from .configs import LAYER_NORM_CELLS, Shape
 
 NN_CLASSES = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
 FUSED_CLASSES = {"lstm": rnnkernels.FusedLSTM, "gru": rnnkernels.FusedGRU, "rnn": rnnkernels.FusedRNN}
+LAYER_NORM_CLASSES = {"ln_lstm": rnnkernels.LayerNormLSTM, "ln_gru": rnnkernels.LayerNormGRU}
 
 
 @dataclass
@@ -28,6 +30,11 @@ class Implementation:
     # Whether the correctness gate compares it with torch.nn: not for nn itself under
     # other numerics (TF32), timed for reference only.
     checked: bool = True
+    # Whether it is the case's baseline (nn, or for cells nn lacks the same math in plain
+    # torch ops): the first implementation, which the others are checked and timed against.
+    baseline: bool = False
+    # The baseline in float64, where the others are checked against it (check_against_nn).
+    exact: Callable[[object], object] | None = None
 
 
 @dataclass(frozen=True)
@@ -118,14 +125,46 @@ def persistent_kernels(enabled: bool):
         _backend._C.set_persistent_kernels(before)
 
 
+def build_layer_norm(shape: Shape, names: list[str], device: str,
+                     dtype: torch.dtype) -> list[Implementation]:
+    """A layer-normalised cell: the same math in plain torch ops (our python backend) as
+    the baseline, ours, and, unchecked, our plain cell at the same shape (what the layer
+    norms cost)."""
+    kwargs = dict(num_layers=shape.layers, bidirectional=shape.bidirectional, device=device,
+                  dtype=dtype)
+    module_class = LAYER_NORM_CLASSES[shape.cell]
+    found: list[Implementation] = []
+    if "nn" in names:
+        reference = module_class(shape.I, shape.H, backend="python", **kwargs)
+        # LayerNormLSTM at its initialisation amplifies rounding step after step (the norm
+        # of the small W_hh h scales its differences up): float32 runs of the same math
+        # drift apart by more than the gate's float32 tolerance over a hundred steps.
+        exact = copy.deepcopy(reference).double()
+        found.append(Implementation("torch ops (same math)", reference, baseline=True,
+                                    exact=exact))
+    if "cpp" in names and device == "cpu" and rnnkernels.backend_info()["available"]["cpp"]:
+        ours = module_class(shape.I, shape.H, backend="cpp", **kwargs)
+        if found:
+            ours.load_state_dict(found[0].module.state_dict())
+        found.append(Implementation("ours (cpp)", ours))
+        plain = LAYER_NORM_CELLS[shape.cell]
+        found.append(Implementation(f"ours (cpp), plain {plain.upper()}",
+                                    FUSED_CLASSES[plain](shape.I, shape.H, backend="cpp", **kwargs),
+                                    checked=False))
+    return found
+
+
 def build(shape: Shape, names: list[str], device: str, dtype: torch.dtype) -> list[Implementation]:
+    if shape.cell in LAYER_NORM_CELLS:
+        return build_layer_norm(shape, names, device, dtype)
     kwargs = dict(num_layers=shape.layers, bidirectional=shape.bidirectional, device=device,
                   dtype=dtype)
     reference = NN_CLASSES[shape.cell](shape.I, shape.H, **kwargs)
     found: list[Implementation] = []
     for name in names:
         if name == "nn":
-            found.append(Implementation(f"nn ({nn_path(shape, device, dtype)})", reference))
+            found.append(Implementation(f"nn ({nn_path(shape, device, dtype)})", reference,
+                                        baseline=True))
         elif name == "nn-tf32":
             if device == "cuda":
                 found.append(Implementation(f"nn ({nn_path(shape, device, dtype)}, TF32)",
