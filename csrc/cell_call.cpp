@@ -168,21 +168,21 @@ pybind11::object cell_step(int kind, const Tensor& x, const OptTensor& h, const 
                            const Tensor& w_ih, const Tensor& w_hh, const OptTensor& b_ih,
                            const OptTensor& b_hh) {
   TORCH_CHECK(kind >= 0 && kind < kCellKinds, "rnnkernels: unknown cell kind ", kind);
-  const bool is_lstm = kind == static_cast<int>(CellKind::Lstm);
+  const bool has_c = cell_has_cell_state(static_cast<CellKind>(kind));
   const int64_t hidden = w_hh.dim() == 2 ? w_hh.size(1) : -1;
   const bool fits = (x.dim() == 1 || x.dim() == 2) && single_step_cpu_applies(x) &&
                     w_ih.dim() == 2 && x.size(-1) == w_ih.size(1) && weight_fits(x, w_ih) &&
                     weight_fits(x, w_hh) && weight_fits(x, b_ih) && weight_fits(x, b_hh) &&
                     (!h.has_value() || state_fits(x, *h, hidden)) &&
-                    (!is_lstm || !c.has_value() || state_fits(x, *c, hidden)) &&
-                    (is_lstm || !c.has_value());
+                    (!has_c || !c.has_value() || state_fits(x, *c, hidden)) &&
+                    (has_c || !c.has_value());
   if (!fits) return pybind11::none();
   const auto zeros = [&] {
     return x.dim() == 1 ? at::zeros({hidden}, x.options())
                         : at::zeros({x.size(0), hidden}, x.options());
   };
   const Tensor h0 = h.has_value() ? *h : zeros();
-  const OptTensor c0 = !is_lstm ? std::nullopt : c.has_value() ? c : OptTensor(zeros());
+  const OptTensor c0 = !has_c ? std::nullopt : c.has_value() ? c : OptTensor(zeros());
   const bool training = wants_grad({x, h0, c0.value_or(Tensor()), w_ih, w_hh,
                                     b_ih.value_or(Tensor()), b_hh.value_or(Tensor())});
   Tensor h_new, c_new;
@@ -190,7 +190,7 @@ pybind11::object cell_step(int kind, const Tensor& x, const OptTensor& h, const 
     pybind11::gil_scoped_release no_gil;
     std::tie(h_new, c_new) = run_cell_step(kind, x, h0, c0, w_ih, w_hh, b_ih, b_hh, training);
   }
-  if (is_lstm) return pybind11::make_tuple(h_new, c_new);
+  if (has_c) return pybind11::make_tuple(h_new, c_new);
   return pybind11::cast(h_new);
 }
 
@@ -198,6 +198,26 @@ pybind11::dict cell_kinds() {
   pybind11::dict kinds;
   for (int k = 0; k < kCellKinds; ++k) kinds[kCellNames[k]] = k;
   return kinds;
+}
+
+pybind11::dict cell_table() {
+  pybind11::dict table;
+  for (int k = 0; k < kCellKinds; ++k) {
+    visit_cell(static_cast<CellKind>(k), [&](auto cell) {
+      using Cell = decltype(cell);
+      pybind11::dict row;
+      row["kind"] = k;
+      row["gates"] = Cell::kGates;
+      row["saved"] = Cell::kSaved;
+      row["has_cell_state"] = Cell::kHasCellState;
+      row["sums_projections"] = Cell::kSumsProjections;
+      row["reads_previous_hidden"] = Cell::kReadsPreviousHidden;
+      row["direct_hidden_gradient"] = Cell::kDirectHiddenGradient;
+      row["rowwise"] = Cell::kRowwise;
+      table[kCellNames[k]] = row;
+    });
+  }
+  return table;
 }
 
 }  // namespace rnnk

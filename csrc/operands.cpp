@@ -37,10 +37,12 @@ LayerSizes check_operands(CellKind kind, const Tensor& x, int64_t rows, int64_t 
                           const Tensor& h0, const std::optional<Tensor>& c0, const Tensor& w_ih,
                           const Tensor& w_hh, const std::optional<Tensor>& b_ih,
                           const std::optional<Tensor>& b_hh, const std::optional<Tensor>& w_hr) {
-  const bool is_lstm = kind == CellKind::Lstm;
+  // The projection maps the cell-state path's output (o * tanh(c)) to h: only a cell with a
+  // cell state (the LSTM) has one.
+  const bool has_c = cell_has_cell_state(kind);
   const bool projects = w_hr.has_value() && w_hr->defined();
-  TORCH_CHECK(!projects || is_lstm, "rnnkernels: only LSTM takes a projection weight");
-  TORCH_CHECK(is_lstm == (c0.has_value() && c0->defined()),
+  TORCH_CHECK(!projects || has_c, "rnnkernels: only LSTM takes a projection weight");
+  TORCH_CHECK(has_c == (c0.has_value() && c0->defined()),
               "rnnkernels: c0 is required for LSTM and not accepted by other cells");
   TORCH_CHECK(b_ih.has_value() == b_hh.has_value(), "rnnkernels: give both biases or neither");
   const int64_t G = cell_gates(kind), S = cell_saved(kind);
@@ -51,7 +53,7 @@ LayerSizes check_operands(CellKind kind, const Tensor& x, int64_t rows, int64_t 
   check_operand(x, w_ih, "w_ih", {G * H, I});
   check_operand(x, w_hh, "w_hh", {G * H, P});
   check_operand(x, h0, "h0", {rows, P});
-  if (is_lstm) check_operand(x, *c0, "c0", {rows, H});
+  if (has_c) check_operand(x, *c0, "c0", {rows, H});
   if (b_ih.has_value()) {
     check_operand(x, *b_ih, "b_ih", {G * H});
     check_operand(x, *b_hh, "b_hh", {G * H});

@@ -6,6 +6,8 @@
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
+#include <utility>
+
 #include "cell_step.h"
 #include "directions.h"
 #include "layer.h"
@@ -207,11 +209,14 @@ void register_cell_impls(torch::Library& m) {
   m.impl((name + "_cell_backward").c_str(), &cell_backward_op<K>);
 }
 
+// Every kind of the cell table (cells.h).
+template <int... K>
+void register_every_cell(torch::Library& m, std::integer_sequence<int, K...>) {
+  (register_cell_impls<static_cast<CellKind>(K)>(m), ...);
+}
+
 void register_impls(torch::Library& m) {
-  register_cell_impls<CellKind::Lstm>(m);
-  register_cell_impls<CellKind::Gru>(m);
-  register_cell_impls<CellKind::RnnTanh>(m);
-  register_cell_impls<CellKind::RnnRelu>(m);
+  register_every_cell(m, std::make_integer_sequence<int, kCellKinds>());
 }
 
 }  // namespace

@@ -45,8 +45,8 @@ void check_norms(CellKind kind, const Tensor& x, int64_t GH, int64_t H, const La
 }
 
 void check_device(const Tensor& x, CellKind kind) {
-  TORCH_CHECK(kind == CellKind::Lstm || kind == CellKind::Gru,
-              "rnnkernels: layer norms and zoneout are for the LSTM and the GRU");
+  TORCH_CHECK(cell_rowwise(kind), "rnnkernels: the ", kCellNames[static_cast<int>(kind)],
+              " cell takes no layer norms or zoneout");
   TORCH_CHECK(x.is_cpu(), "rnnkernels: the layer-normalised and zoneout kernels run on the CPU "
               "only in this release, got x on ", x.device());
   TORCH_CHECK(x.scalar_type() == at::kFloat || x.scalar_type() == at::kDouble,

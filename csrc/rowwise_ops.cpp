@@ -3,6 +3,8 @@
 #include <ATen/ATen.h>
 #include <torch/library.h>
 
+#include <utility>
+
 #include "rowwise_layer.h"
 
 namespace rnnk {
@@ -59,29 +61,33 @@ constexpr const char* kRowwiseBackwardSchema =
     "Tensor grad_b_ih, Tensor grad_b_hh, Tensor grad_ln_ih_weight, Tensor grad_ln_hh_weight, "
     "Tensor grad_ln_cell_weight, Tensor grad_ln_cell_bias)";
 
-// The cells the rowwise ops take.
-constexpr CellKind kRowwiseCells[] = {CellKind::Lstm, CellKind::Gru};
-
+// The ops of every cell whose traits say the rowwise ops take it (kRowwise).
 template <CellKind K>
 void register_rowwise_impls(torch::Library& m) {
+  if (!cell_rowwise(K)) return;
   const std::string name = kCellNames[static_cast<int>(K)];
   m.impl((name + "_rowwise_forward").c_str(), &rowwise_forward_op<K>);
   m.impl((name + "_rowwise_backward").c_str(), &rowwise_backward_op<K>);
 }
 
+template <int... K>
+void register_every_cell(torch::Library& m, std::integer_sequence<int, K...>) {
+  (register_rowwise_impls<static_cast<CellKind>(K)>(m), ...);
+}
+
 }  // namespace
 
 TORCH_LIBRARY_FRAGMENT(rnnkernels, m) {
-  for (const CellKind kind : kRowwiseCells) {
-    const std::string name = kCellNames[static_cast<int>(kind)];
+  for (int k = 0; k < kCellKinds; ++k) {
+    if (!cell_rowwise(static_cast<CellKind>(k))) continue;
+    const std::string name = kCellNames[k];
     m.def((name + kRowwiseForwardSchema).c_str());
     m.def((name + kRowwiseBackwardSchema).c_str());
   }
 }
 
 TORCH_LIBRARY_IMPL(rnnkernels, CPU, m) {
-  register_rowwise_impls<CellKind::Lstm>(m);
-  register_rowwise_impls<CellKind::Gru>(m);
+  register_every_cell(m, std::make_integer_sequence<int, kCellKinds>());
 }
 
 }  // namespace rnnk

@@ -25,7 +25,7 @@ pybind11::object stream_step(int kind, const Tensor& x, const OptTensor& hx, con
                              const std::vector<Tensor>& weights, int64_t num_layers,
                              bool bidirectional, bool batch_first) {
   TORCH_CHECK(kind >= 0 && kind < kCellKinds, "rnnkernels: unknown cell kind ", kind);
-  const bool is_lstm = kind == static_cast<int>(CellKind::Lstm);
+  const bool has_c = cell_has_cell_state(static_cast<CellKind>(kind));
   const int64_t D = bidirectional ? 2 : 1, LD = num_layers * D;
   const bool batched = x.dim() == 3;
   if (!(batched || x.dim() == 2) || !single_step_cpu_applies(x) || num_layers < 1) {
@@ -46,8 +46,8 @@ pybind11::object stream_step(int kind, const Tensor& x, const OptTensor& hx, con
   const auto state_ok = [&](const OptTensor& s) {
     return !s.has_value() || (on_cpu_as(*s, x) && has_sizes(*s, state_sizes));
   };
-  if (!state_ok(hx) || !state_ok(cx) || (!is_lstm && cx.has_value()) ||
-      (is_lstm && hx.has_value() != cx.has_value())) {
+  if (!state_ok(hx) || !state_ok(cx) || (!has_c && cx.has_value()) ||
+      (has_c && hx.has_value() != cx.has_value())) {
     return pybind11::none();
   }
   for (int64_t k = 0; k < LD; ++k) {
@@ -84,12 +84,12 @@ pybind11::object stream_step(int kind, const Tensor& x, const OptTensor& hx, con
         const Tensor* w = &weights[k * per_layer];
         const OptTensor b_ih = per_layer == 4 ? OptTensor(w[2]) : std::nullopt;
         const OptTensor b_hh = per_layer == 4 ? OptTensor(w[3]) : std::nullopt;
-        const OptTensor c = is_lstm ? OptTensor(state(cx, k)) : std::nullopt;
+        const OptTensor c = has_c ? OptTensor(state(cx, k)) : std::nullopt;
         auto [h_new, c_new] =
             run_cell_step(kind, input, state(hx, k), c, w[0], w[1], b_ih, b_hh, training);
         outputs.push_back(h_new);
         h_finals.push_back(h_new);
-        if (is_lstm) c_finals.push_back(c_new);
+        if (has_c) c_finals.push_back(c_new);
       }
       input = D == 1 ? outputs[0] : at::cat(outputs, 1);
     }
@@ -101,9 +101,9 @@ pybind11::object stream_step(int kind, const Tensor& x, const OptTensor& hx, con
       return batched ? all : all.squeeze(1);
     };
     h_n = stacked(h_finals);
-    if (is_lstm) c_n = stacked(c_finals);
+    if (has_c) c_n = stacked(c_finals);
   }
-  if (is_lstm) return pybind11::make_tuple(output, h_n, c_n);
+  if (has_c) return pybind11::make_tuple(output, h_n, c_n);
   return pybind11::make_tuple(output, h_n, pybind11::none());
 }
 

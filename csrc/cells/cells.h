@@ -61,5 +61,10 @@ inline bool cell_direct_hidden_gradient(CellKind kind) {
   return visit_cell(kind, [](auto cell) { return decltype(cell)::kDirectHiddenGradient; });
 }
 
+// Whether the rowwise ops (layer norms, zoneout) take the cell.
+inline bool cell_rowwise(CellKind kind) {
+  return visit_cell(kind, [](auto cell) { return decltype(cell)::kRowwise; });
+}
+
 }  // namespace
 }  // namespace rnnk

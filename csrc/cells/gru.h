@@ -18,6 +18,8 @@ struct GruCell {
   static constexpr bool kReadsPreviousHidden = true;
   // Whether backward leaves in dh the part of dL/dh_(t-1) that bypasses W_hh (z * dh).
   static constexpr bool kDirectHiddenGradient = true;
+  // Whether the rowwise ops (layer norms, zoneout: rowwise.h) take this cell.
+  static constexpr bool kRowwise = true;
 
   template <typename L>
   static RNNK_HD void forward(const StepForward<typename L::Elem>& s, int64_t b, int64_t j) {

@@ -17,6 +17,8 @@ struct LstmCell {
   static constexpr bool kReadsPreviousHidden = false;
   // Whether backward leaves in dh the part of dL/dh_(t-1) that bypasses W_hh (z * dh).
   static constexpr bool kDirectHiddenGradient = false;
+  // Whether the rowwise ops (layer norms, zoneout: rowwise.h) take this cell.
+  static constexpr bool kRowwise = true;
 
   // The activated gates of unit(s) j of row b, as forward saves them.
   template <typename A>

@@ -17,6 +17,8 @@ struct RnnCell {
   static constexpr bool kReadsPreviousHidden = false;
   // Whether backward leaves in dh the part of dL/dh_(t-1) that bypasses W_hh (z * dh).
   static constexpr bool kDirectHiddenGradient = false;
+  // Whether the rowwise ops (layer norms, zoneout: rowwise.h) take this cell.
+  static constexpr bool kRowwise = false;
 
   template <typename L>
   static RNNK_HD void forward(const StepForward<typename L::Elem>& s, int64_t b, int64_t j) {

@@ -26,7 +26,9 @@ template <typename Cell>
 void bf16_backward(const Bf16Backward& p) {
   constexpr int G = Cell::kGates, S = Cell::kSaved;
   constexpr int64_t W = kTileCols;
-  constexpr bool kIsLstm = std::is_same_v<Cell, LstmCell>, kIsGru = std::is_same_v<Cell, GruCell>;
+  constexpr bool kHasC = Cell::kHasCellState, kReadsH = Cell::kReadsPreviousHidden;
+  // Where the recurrent projection is kept apart (GRU's), its gradient differs from xg's.
+  constexpr bool kApart = !Cell::kSumsProjections;
   const int64_t H = p.H, P = p.P, GH = G * H, B = p.batch;
   const bool projects = p.w_hr_t != nullptr;
   const int64_t depth = padded_depth(GH), Bp = padded_rows(B);
@@ -46,7 +48,7 @@ void bf16_backward(const Bf16Backward& p) {
   const int64_t sums_size = Bp * out_split.most_in_all(team_size) * W;
   const int64_t ld_cell = lines(H + W);
   const int64_t per_thread =
-      sums_size + lines(GH) * (kIsGru ? 2 : 1) + 2 * lines(H) +
+      sums_size + lines(GH) * (kApart ? 2 : 1) + 2 * lines(H) +
       lines(slots_for_bf16(Bp * depth)) +
       (projects ? Bp * ld_cell + lines(slots_for_bf16(Bp * padded_depth(P))) : 0);
   const CallBuffers<float> buffers(
@@ -73,7 +75,7 @@ void bf16_backward(const Bf16Backward& p) {
     const TileSession tiles_on;
     float* sums = scratch + tid * per_thread;
     float* dxg = sums + sums_size;
-    float* dhg = kIsGru ? dxg + lines(GH) : dxg;
+    float* dhg = kApart ? dxg + lines(GH) : dxg;
     float* h_prev = dhg + lines(GH);
     float* grad_row = h_prev + lines(H);
     bf16_bits* dhg_padded = reinterpret_cast<bf16_bits*>(grad_row + lines(H));
@@ -115,17 +117,17 @@ void bf16_backward(const Bf16Backward& p) {
       }
       for (int64_t r = 0; r < n; ++r) {
         const int64_t row = off + r;
-        if (kIsGru) load_bf16(p.h_prev + row * H + mine.j0, h_prev + mine.j0, mine.width);
+        if (kReadsH) load_bf16(p.h_prev + row * H + mine.j0, h_prev + mine.j0, mine.width);
         const StepBackward<float> step{projects ? d_cell + r * ld_cell : p.dh + r * H,
-                                       kIsLstm ? p.dc + r * H : nullptr,
+                                       kHasC ? p.dc + r * H : nullptr,
                                        p.saved + row * S * H,
-                                       kIsLstm ? p.c_prev + row * H : nullptr, h_prev,
+                                       kHasC ? p.c_prev + row * H : nullptr, h_prev,
                                        dxg, dhg, H};
         cell_units<true, Cell>(step, 0, mine.j0, mine.j0 + mine.width);
         for (int g = 0; g < G; ++g) {
           const int64_t col = g * H + mine.j0;
           store_bf16(dxg + col, p.dxg + row * GH + col, mine.width);
-          if (kIsGru) store_bf16(dhg + col, p.dhg + row * GH + col, mine.width);
+          if (kApart) store_bf16(dhg + col, p.dhg + row * GH + col, mine.width);
           for (int64_t i = 0; p.db_ih != nullptr && i < mine.width; ++i) {
             p.db_ih[col + i] += dxg[col + i];
           }
@@ -147,7 +149,9 @@ void bf16_backward(const Bf16Backward& p) {
         for (int64_t r = 0; r < n; ++r) {
           float* dh = p.dh + r * P + outs.j0;
           const float* result = sums + r * ldo;
-          for (int64_t i = 0; i < outs.width; ++i) dh[i] = (kIsGru ? dh[i] : 0.f) + result[i];
+          for (int64_t i = 0; i < outs.width; ++i) {
+            dh[i] = (Cell::kDirectHiddenGradient ? dh[i] : 0.f) + result[i];
+          }
         }
       }
       const int64_t next = next_step(k);

@@ -72,7 +72,7 @@ template <typename Cell>
 void bf16_forward(const Bf16Forward& p) {
   constexpr int G = Cell::kGates, S = Cell::kSaved;
   constexpr int64_t W = kTileCols;
-  constexpr bool kIsLstm = std::is_same_v<Cell, LstmCell>, kIsGru = std::is_same_v<Cell, GruCell>;
+  constexpr bool kHasC = Cell::kHasCellState, kReadsH = Cell::kReadsPreviousHidden;
   // h has P units: the projection's rows, or the cell's H (P = H without a projection).
   const int64_t H = p.H, P = p.P, GH = G * H, B = p.batch;
   const bool projects = p.w_hr != nullptr;
@@ -189,15 +189,15 @@ void bf16_forward(const Bf16Forward& p) {
         if (keeps) {
           std::memcpy(p.h_prev + row * P + outs.j0, h_in + r * P + outs.j0,
                       outs.width * sizeof(bf16_bits));
-          if (kIsLstm) {
+          if (kHasC) {
             std::memcpy(p.c_prev + row * H + mine.j0, p.c + r * H + mine.j0,
                         mine.width * sizeof(float));
           }
         }
-        // GRU reads h_{t-1} where it writes h_t.
-        if (kIsGru) load_bf16(h_in + r * H + mine.j0, h + mine.j0, mine.width);
+        // A cell that reads h_{t-1} where it writes h_t (GRU) needs it in float.
+        if (kReadsH) load_bf16(h_in + r * H + mine.j0, h + mine.j0, mine.width);
         const StepForward<float> step{xg + row * ld, sums + r * ld_sums, h,
-                                      kIsLstm ? p.c + r * H : nullptr,
+                                      kHasC ? p.c + r * H : nullptr,
                                       keeps ? p.saved + row * S * H : discarded, H};
         cell_units<false, Cell>(step, 0, mine.j0, mine.j0 + mine.width);
         store_bf16(h + mine.j0, cell_out + r * H + mine.j0, mine.width);

@@ -104,7 +104,8 @@ void single_step_backward_cpu(CellKind kind, const Tensor& grad_h,
   // B from x: with H = 0 the states have no elements, while dx still has B rows (zeros).
   const int64_t G = cell_gates(kind), H = w_hh.size(1), I = w_ih.size(1), B = x.size(0);
   const int64_t GH = G * H;
-  const bool is_gru = kind == CellKind::Gru;
+  // Where the recurrent projection is kept apart (GRU's), its gradient differs from xg's.
+  const bool apart = !cell_sums_projections(kind);
   const Tensor x_c = x.contiguous(), h0_c = h0.contiguous(), w_ih_c = w_ih.contiguous(),
                w_hh_c = w_hh.contiguous(), grad_h_c = grad_h.contiguous(),
                saved_c = saved.contiguous();
@@ -115,9 +116,9 @@ void single_step_backward_cpu(CellKind kind, const Tensor& grad_h,
     // dh is the pointwise pass's in/out: the gradient of h' in, GRU's direct part of dh0
     // out; where dh0 is not wanted it lives in scratch.
     const CallBuffers<T> scratch(
-        {static_cast<int64_t>((is_gru ? 2 : 1) * gates + (out.dh.defined() ? 0 : states))});
+        {static_cast<int64_t>((apart ? 2 : 1) * gates + (out.dh.defined() ? 0 : states))});
     T* dxg = scratch[0];
-    T* dhg = is_gru ? dxg + gates : dxg;
+    T* dhg = apart ? dxg + gates : dxg;
     T* dh = out.dh.defined() ? out.dh.data_ptr<T>() : dhg + gates;
     std::memcpy(dh, grad_h_c.data_ptr<T>(), states * sizeof(T));
     T* dc = ptr_or_null<T>(out.dc);
@@ -127,7 +128,7 @@ void single_step_backward_cpu(CellKind kind, const Tensor& grad_h,
     if (B > 0 && H > 0) pointwise_backward_rows(kind, step, B);
     if (out.dh.defined()) {
       cpu_gemm_rows<T>(B, H, GH, dhg, w_hh_c.data_ptr<T>(), /*transpose_w=*/false, dh,
-                       /*accumulate=*/is_gru);
+                       /*accumulate=*/apart);
     }
     if (out.dx.defined()) {
       cpu_gemm_rows<T>(B, I, GH, dxg, w_ih_c.data_ptr<T>(), /*transpose_w=*/false,
