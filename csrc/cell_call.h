@@ -39,4 +39,8 @@ bool wants_grad(at::ArrayRef<at::Tensor> tensors);
 // {cell name: CellKind value}.
 pybind11::dict cell_kinds();
 
+// The cell table, by name: each cell's kind and traits (cells/*.h), what Python's op
+// registrations read (rnnkernels/_cells.py) instead of keeping a copy.
+pybind11::dict cell_table();
+
 }  // namespace rnnk

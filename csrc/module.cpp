@@ -38,6 +38,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("cpu_bf16_note", [] { return rnnk::cpu_paths().bf16_reason; });
   m.def("cell_step", &rnnk::cell_step, "one step of a cell");
   m.def("cell_kinds", &rnnk::cell_kinds);
+  m.def("cell_table", &rnnk::cell_table);
   // The path a layer direction's call takes (layer_path.h), by name: for tests and for
   // users asking which kernels run their shapes.
   m.def(

@@ -26,10 +26,7 @@ from torch import Tensor
 from torch.autograd import forward_ad
 
 from . import _autograd, _backend, reference
-
-CELLS = ("lstm", "gru", "rnn_tanh", "rnn_relu")
-GATES = {"lstm": 4, "gru": 3, "rnn_tanh": 1, "rnn_relu": 1}
-SAVED = {"lstm": 4, "gru": 4, "rnn_tanh": 1, "rnn_relu": 1}
+from ._cells import CELLS, GATES, HAS_CELL_STATE, SAVED
 
 
 def library_op(cell: str, kind: str) -> Any:
@@ -81,7 +78,7 @@ def _make_fake_forward(cell: str) -> Callable:
             c0.new_empty(c0.shape) if c0 is not None else x.new_empty(0),
             x.new_empty(*lead, SAVED[cell] * hidden, dtype=kept),
             x.new_empty(*lead, out_size),
-            x.new_empty(*lead, hidden, dtype=kept) if cell == "lstm" else x.new_empty(0),
+            x.new_empty(*lead, hidden, dtype=kept) if HAS_CELL_STATE[cell] else x.new_empty(0),
             x.new_empty(*lead, hidden) if w_hr is not None else x.new_empty(0),
         )
 
@@ -118,7 +115,8 @@ def _make_fake_cell_forward(cell: str) -> Callable:
         kept = _kept_dtype(x)
         return (h.new_empty(h.shape), c.new_empty(c.shape) if c is not None else x.new_empty(0),
                 x.new_empty(x.shape[0], SAVED[cell] * hidden, dtype=kept),
-                x.new_empty(x.shape[0], hidden, dtype=kept) if cell == "lstm" else x.new_empty(0))
+                x.new_empty(x.shape[0], hidden, dtype=kept) if HAS_CELL_STATE[cell]
+                else x.new_empty(0))
 
     return fake
 

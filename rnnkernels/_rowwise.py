@@ -18,16 +18,15 @@ import torch
 from torch import Tensor
 
 from . import _autograd, reference
+from ._cells import GATES, HAS_CELL_STATE, SAVED
+from ._cells import ROWWISE_CELLS as CELLS
 from ._ops import _reference_gradients, _reference_jvp
-
-CELLS = ("lstm", "gru")
-GATES = {"lstm": 4, "gru": 3}
-SAVED = {"lstm": 4, "gru": 4}
 # How many tensors the forward returns besides (output, h_n, c_n): what backward reads.
 _KEPT = 8
-# The layer-norm weights each layer-normalised cell takes, in the ops' order.
-NORM_WEIGHTS = {"lstm": ("ln_ih_weight", "ln_hh_weight", "ln_cell_weight", "ln_cell_bias"),
-                "gru": ("ln_ih_weight", "ln_hh_weight")}
+# The layer-norm weights of a layer-normalised cell, in the ops' order: the cell-state pair
+# only for a cell with a cell state (LayerNormLSTM).
+PROJECTION_NORMS = ("ln_ih_weight", "ln_hh_weight")
+CELL_STATE_NORMS = ("ln_cell_weight", "ln_cell_bias")
 
 
 def forward_op(cell: str) -> Any:
@@ -40,9 +39,10 @@ def backward_op(cell: str) -> Any:
 
 def _norm_slots(cell: str, norm_weights: Sequence[Tensor]) -> list[Tensor | None]:
     """The four layer-norm operands of the ops from a cell's (possibly empty) list."""
-    if norm_weights and len(norm_weights) != len(NORM_WEIGHTS[cell]):
-        raise ValueError(f"rnnkernels: a layer-normalised {cell} takes "
-                         f"{len(NORM_WEIGHTS[cell])} layer-norm weights, got {len(norm_weights)}")
+    wanted = len(PROJECTION_NORMS) + (len(CELL_STATE_NORMS) if HAS_CELL_STATE[cell] else 0)
+    if norm_weights and len(norm_weights) != wanted:
+        raise ValueError(f"rnnkernels: a layer-normalised {cell} takes {wanted} layer-norm "
+                         f"weights, got {len(norm_weights)}")
     slots: list[Tensor | None] = list(norm_weights)
     return slots + [None] * (4 - len(slots))
 

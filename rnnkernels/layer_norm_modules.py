@@ -23,10 +23,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ._rowwise import NORM_WEIGHTS
+from ._rowwise import CELL_STATE_NORMS, PROJECTION_NORMS
 from .modules import _checked_zoneout, _FusedSequence, _with_zoneout
 
-# The initial value of each layer-norm weight, and its size in units of H (gates or 1).
+# The initial value of each layer-norm weight.
 _INIT = {"ln_ih_weight": 1.0, "ln_hh_weight": 1.0, "ln_cell_weight": 1.0, "ln_cell_bias": 0.0}
 
 
@@ -34,8 +34,7 @@ class _LayerNormSequence(_FusedSequence):
     """What LayerNormLSTM and LayerNormGRU add to the Fused modules: their layer-norm
     weights, registered per layer and direction."""
 
-    _cell: str  # the plain cell they normalise: 'lstm' or 'gru'
-    _gates: int
+    _gates: int  # nn's gate count of the plain cell: the projections' norms are G*H wide
 
     def __init__(self, mode: str, input_size: int, hidden_size: int, num_layers: int = 1,
                  bias: bool = True, batch_first: bool = False, dropout: float = 0.0,
@@ -50,8 +49,8 @@ class _LayerNormSequence(_FusedSequence):
         for layer in range(num_layers):
             for suffix in ("", "_reverse")[: 2 if bidirectional else 1]:
                 names = []
-                for kind in NORM_WEIGHTS[self._cell]:
-                    size = hidden_size * (1 if kind.startswith("ln_cell") else self._gates)
+                for kind in PROJECTION_NORMS + (CELL_STATE_NORMS if mode == "LSTM" else ()):
+                    size = hidden_size * (1 if kind in CELL_STATE_NORMS else self._gates)
                     name = f"{kind}_l{layer}{suffix}"
                     self.register_parameter(name, nn.Parameter(torch.empty(size, **factory)))
                     names.append(name)
@@ -98,7 +97,6 @@ class LayerNormLSTM(_LayerNormSequence, nn.RNNBase):
 
     _nn_class = nn.LSTM
     _label = "LSTM"
-    _cell = "lstm"
     _gates = 4
     get_expected_cell_size = nn.LSTM.get_expected_cell_size
     check_forward_args = nn.LSTM.check_forward_args
@@ -118,7 +116,6 @@ class LayerNormGRU(_LayerNormSequence, nn.RNNBase):
 
     _nn_class = nn.GRU
     _label = "GRU"
-    _cell = "gru"
     _gates = 3
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,
