@@ -93,7 +93,8 @@ def extension_modules() -> tuple[list, dict]:
     if use_cuda:
         archs = os.environ["TORCH_CUDA_ARCH_LIST"]
         sources += ["csrc/cuda/pointwise.cu", "csrc/cuda/step_device.cpp",
-                    "csrc/cuda/grid_kernels.cu", "csrc/cuda/grid_glue.cpp"]
+                    "csrc/cuda/grid_kernels.cu", "csrc/cuda/grid_glue.cpp",
+                    "csrc/cuda/rowwise.cu", "csrc/cuda/rowwise_glue.cpp"]
         macros += [("RNNK_WITH_CUDA", None), ("RNNK_CUDA_ARCHS", f'"{archs}"')]
         wheel_cuda_include = Path(torch.__file__).parent.parent / "nvidia" / "cu13" / "include"
         if wheel_cuda_include.exists():

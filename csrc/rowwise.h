@@ -44,10 +44,17 @@ struct RowwiseBackward {
   T* dh_direct = nullptr;  // [n, H] scratch (zoneout): (1 - m) * dL/dh_t
 };
 
-// The passes over `rows` rows (float, double), parallel over rows.
+// The passes over `rows` rows (float, double), parallel over rows: on the CPU, and
+// (cuda/rowwise_glue.cpp) on CUDA pointers, launched on the current stream.
 template <typename T>
 void rowwise_forward_rows(CellKind kind, const RowwiseForward<T>& step, int64_t rows);
 template <typename T>
 void rowwise_backward_rows(CellKind kind, const RowwiseBackward<T>& step, int64_t rows);
+#ifdef RNNK_WITH_CUDA
+template <typename T>
+void cuda_rowwise_forward_rows(CellKind kind, const RowwiseForward<T>& step, int64_t rows);
+template <typename T>
+void cuda_rowwise_backward_rows(CellKind kind, const RowwiseBackward<T>& step, int64_t rows);
+#endif
 
 }  // namespace rnnk

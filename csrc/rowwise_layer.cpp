@@ -3,7 +3,6 @@
 #include <ATen/ATen.h>
 
 #include "cells/layer_norm.h"
-#include "cpu/huge_pages.h"
 #include "cpu/tensor_ptr.h"
 #include "operands.h"
 #include "rowwise.h"
@@ -18,12 +17,16 @@ using at::Tensor;
 
 Tensor none_like(const Tensor& x) { return at::empty({0}, x.options()); }
 
-// [rows, width] of x's dtype, kept for backward: large, so backed by huge pages where the
-// system has them (first touch of fresh pages is a large share of a call otherwise).
+// [rows, width] of x's dtype, kept for backward, and x's rows with another width: not
+// advised huge pages as layer.cpp's outputs are (schedule.h's empty_like_rows). Where the
+// kernel compacts memory on a fault in advised ranges (defrag=madvise), a rowwise call's
+// several such buffers made some calls stall many times their usual length.
 Tensor kept_rows(const Tensor& x, int64_t rows, int64_t width) {
-  Tensor t = at::empty({rows, width}, x.options());
-  advise_huge_pages(t);
-  return t;
+  return at::empty({rows, width}, x.options());
+}
+
+Tensor like_rows(const Tensor& x, int64_t width) {
+  return at::empty(rows_shape(x, width), x.options());
 }
 
 // The layer norms' shapes, and all of a LayerNormLSTM's or a LayerNormGRU's or none.
@@ -47,11 +50,31 @@ void check_norms(CellKind kind, const Tensor& x, int64_t GH, int64_t H, const La
 void check_device(const Tensor& x, CellKind kind) {
   TORCH_CHECK(cell_rowwise(kind), "rnnkernels: the ", kCellNames[static_cast<int>(kind)],
               " cell takes no layer norms or zoneout");
-  TORCH_CHECK(x.is_cpu(), "rnnkernels: the layer-normalised and zoneout kernels run on the CPU "
-              "only in this release, got x on ", x.device());
+#ifdef RNNK_WITH_CUDA
+  TORCH_CHECK(x.is_cpu() || x.is_cuda(), "rnnkernels: no rowwise kernels for ", x.device());
+#else
+  TORCH_CHECK(x.is_cpu(), "rnnkernels: no rowwise kernels for ", x.device(), " in this build");
+#endif
   TORCH_CHECK(x.scalar_type() == at::kFloat || x.scalar_type() == at::kDouble,
               "rnnkernels: the layer-normalised and zoneout kernels take float32 and float64, "
               "got ", x.scalar_type());
+}
+
+// The step's rowwise pass on x's device.
+template <typename T>
+void forward_rows(const Tensor& like, CellKind kind, const RowwiseForward<T>& step, int64_t n) {
+#ifdef RNNK_WITH_CUDA
+  if (like.is_cuda()) return cuda_rowwise_forward_rows(kind, step, n);
+#endif
+  rowwise_forward_rows(kind, step, n);
+}
+
+template <typename T>
+void backward_rows(const Tensor& like, CellKind kind, const RowwiseBackward<T>& step, int64_t n) {
+#ifdef RNNK_WITH_CUDA
+  if (like.is_cuda()) return cuda_rowwise_backward_rows(kind, step, n);
+#endif
+  rowwise_backward_rows(kind, step, n);
 }
 
 // (mean, rstd) [N, 1] each of the input projection's rows.
@@ -109,10 +132,10 @@ std::tuple<Tensor, Tensor, Tensor, RowwiseKept> rowwise_layer_forward(
   }
   std::optional<Tensor> recurrent_bias;
   if (b_hh.has_value()) recurrent_bias = bias_in_xg ? b_hh->contiguous() : *b_ih + *b_hh;
-  Tensor output = empty_like_rows(x, H);
-  kept.saved = empty_like_rows(x, S * H);
-  kept.h_prev = empty_like_rows(x, H);  // also zoneout's h_(t-1)
-  kept.c_prev = has_c ? empty_like_rows(x, H) : none_like(x);
+  Tensor output = like_rows(x, H);
+  kept.saved = like_rows(x, S * H);
+  kept.h_prev = like_rows(x, H);  // also zoneout's h_(t-1)
+  kept.c_prev = has_c ? like_rows(x, H) : none_like(x);
   Tensor h = h0.contiguous().clone();  // h0 in, h_n out
   Tensor c = has_c ? c0->contiguous().clone() : none_like(x);
   Tensor hg = at::empty({B, GH}, x.options());
@@ -146,7 +169,7 @@ std::tuple<Tensor, Tensor, Tensor, RowwiseKept> rowwise_layer_forward(
         }
       }
       if (mask.defined()) r.zoneout = mask.data_ptr<T>() + off * H;
-      rowwise_forward_rows(kind, r, n);
+      forward_rows(x, kind, r, n);
     }
   });
   return {output, h, c, kept};
@@ -238,7 +261,7 @@ RowwiseGrads rowwise_layer_backward(CellKind kind, const Tensor& grad_output,
         r.zoneout = mask.data_ptr<T>() + off * H;
         r.dh_direct = dh_direct.data_ptr<T>();
       }
-      rowwise_backward_rows(kind, r, n);
+      backward_rows(x, kind, r, n);
       device.gemm(n, H, GH, dhg_raw.data_ptr<T>() + off * GH, w_hh_c.data_ptr<T>(),
                   /*transpose_w=*/false, dh.data_ptr<T>(), accumulate);
     }

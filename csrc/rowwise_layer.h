@@ -1,7 +1,7 @@
 // One layer and direction of a layer-normalised cell (LayerNormLSTM, LayerNormGRU) or of
 // an LSTM/GRU that zones out: the sequence loop of layer.cpp (the recurrent GEMM a step on
 // the device's step calls) with the rowwise pass (rowwise.h) as each step's pointwise one.
-// CPU, float32 and float64.
+// CPU and CUDA, float32 and float64.
 #pragma once
 #include <ATen/core/Tensor.h>
 

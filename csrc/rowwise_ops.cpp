@@ -1,5 +1,5 @@
 // The rowwise layer ops (rowwise_layer.h): one schema pair for the LSTM and the GRU, with
-// the layer-normalised cells' weights and the zoneout mask as optional inputs.
+// the layer-normalised cells' weights and the zoneout mask as optional inputs; CPU and CUDA.
 #include <ATen/ATen.h>
 #include <torch/library.h>
 
@@ -89,5 +89,11 @@ TORCH_LIBRARY_FRAGMENT(rnnkernels, m) {
 TORCH_LIBRARY_IMPL(rnnkernels, CPU, m) {
   register_every_cell(m, std::make_integer_sequence<int, kCellKinds>());
 }
+
+#ifdef RNNK_WITH_CUDA
+TORCH_LIBRARY_IMPL(rnnkernels, CUDA, m) {
+  register_every_cell(m, std::make_integer_sequence<int, kCellKinds>());
+}
+#endif
 
 }  // namespace rnnk

@@ -87,24 +87,6 @@ def resolve_backend(requested: str | None, device: torch.device) -> str:
     return "python"
 
 
-def resolve_rowwise_backend(requested: str | None, device: torch.device) -> str:
-    """The backend for the layer-normalised cells and zoneout, which have CPU kernels only:
-    as resolve_backend, but ``cuda`` is an error when asked for by name and otherwise falls
-    back to ``python`` (warning once)."""
-    chosen = resolve_backend(requested, device)
-    if chosen != "cuda":
-        return chosen
-    reason = "the layer-normalised cells and zoneout have no CUDA kernels in this release"
-    if named_backend(requested) is not None:
-        raise RuntimeError(f"rnnkernels backend 'cuda' is not available here: {reason}; "
-                           "use backend='python' for CUDA tensors")
-    if "rowwise" not in _warned:
-        _warned.add("rowwise")
-        warnings.warn(f"rnnkernels: falling back to the slow Python backend on cuda: {reason}",
-                      RuntimeWarning, stacklevel=3)
-    return "python"
-
-
 def cpu_bf16_isa() -> str | None:
     """The instruction set the CPU's bfloat16 kernels run (amx, avx512_bf16), or None where
     bf16 is computed in float32."""

@@ -62,8 +62,7 @@ def rnn(
     zoneout: in training each unit of h keeps its previous value with this probability at
     each step (a mask from torch's RNG); in eval h_t is p * h_(t-1) + (1 - p) * h_t."""
     rowwise = zoneout > 0 or any(len(ws) > 5 for ws in weights)
-    chosen = (_backend.resolve_rowwise_backend(backend, input.device) if rowwise
-              else _backend.resolve_backend(backend, input.device))
+    chosen = _backend.resolve_backend(backend, input.device)
     _fork.state.ran_kernels = True
 
     def run(x: Tensor, h: Tensor, c: Tensor | None, ws: list[LayerWeights]):
@@ -97,7 +96,8 @@ def _in_compute_dtype(cell: str, backend: str, input: Tensor, hx: Tensor, cx: Te
                       ) -> tuple[Tensor, Tensor, Tensor | None]:
     """run(input, hx, cx, weights) in the dtype the kernels compute in (autocast's choice,
     on CPU float32 for half types unless the bf16 kernels take the call: bf16_kernels says
-    whether they could), with the results in the dtypes nn.* returns."""
+    whether they could; where not, half types compute in float32 on every device), with
+    the results in the dtypes nn.* returns."""
     device_type = input.device.type
     result_dtype = cell_dtype = input.dtype
     autocasting = device_type in _AUTOCAST_LOWER and torch.is_autocast_enabled(device_type)
@@ -107,7 +107,9 @@ def _in_compute_dtype(cell: str, backend: str, input: Tensor, hx: Tensor, cx: Te
         if device_type == "cpu" and any(ws[4] is not None for ws in weights):
             cell_dtype = torch.float32  # nn's projected CPU LSTM keeps c in float32 there
     compute_dtype = result_dtype
-    if device_type == "cpu":
+    if not bf16_kernels and compute_dtype not in _CPU_NATIVE_DTYPES:
+        compute_dtype = torch.float32  # the rowwise kernels compute float32 and float64 only
+    elif device_type == "cpu":
         # nn's GEMMs take autocast's dtype even where its results are float32 (the CPU
         # GRU's composite calls autocast's linear): the bf16 kernels then run too.
         gemm_dtype = torch.get_autocast_dtype("cpu") if autocasting else result_dtype
