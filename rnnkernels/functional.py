@@ -6,6 +6,8 @@ data of a PackedSequence with its ``batch_sizes``. States are ``[layers * direct
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -137,27 +139,26 @@ def _bf16_kernels_take(backend: str) -> bool:
             and _backend.cpu_bf16_isa() is not None)
 
 
-def _run_stack(backend: str, cell: str, input: Tensor, batch_sizes: Tensor | None, hx: Tensor,
-               cx: Tensor | None, weights: list[LayerWeights], num_layers: int, dropout: float,
-               training: bool, bidirectional: bool) -> tuple[Tensor, Tensor, Tensor | None]:
-    runs_reference = _runs_reference(backend)
-    layer_fn = reference.layer if runs_reference else fused_layer
-    sizes = [] if batch_sizes is None else [int(b) for b in batch_sizes.tolist()]
+# One layer's directions: (layer, its input, their [(h0, c0, weights)]) -> their
+# (output, h_n, c_n), each direction in order.
+LayerRun = Callable[[int, Tensor, list[tuple]], list[tuple[Tensor, Tensor, Tensor | None]]]
+
+
+def _stack_layers(input: Tensor, hx: Tensor, cx: Tensor | None, weights: list[LayerWeights],
+                  num_layers: int, dropout: float, training: bool, bidirectional: bool,
+                  run_layer: LayerRun) -> tuple[Tensor, Tensor, Tensor | None]:
+    """The layers one after the other, each reading the concatenation of the previous one's
+    directions (after dropout between layers in training); returns (output, h_n, c_n)."""
     directions = 2 if bidirectional else 1
     layer_input = input
     h_finals: list[Tensor] = []
     c_finals: list[Tensor] = []
     for layer in range(num_layers):
-        # Per direction: (h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr).
+        # Per direction: (h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, *layer norms).
         args = [(hx[index], None if cx is None else cx[index], *weights[index])
                 for index in range(layer * directions, (layer + 1) * directions)]
-        if directions == 2 and not runs_reference:
-            results = fused_both_directions(cell, layer_input, sizes, args[0], args[1])
-        else:
-            results = [layer_fn(cell, layer_input, sizes, *args[d], d == 1)
-                       for d in range(directions)]
         outputs = []
-        for output, h_n, c_n in results:
+        for output, h_n, c_n in run_layer(layer, layer_input, args):
             outputs.append(output)
             h_finals.append(h_n)
             if c_n is not None:
@@ -166,6 +167,26 @@ def _run_stack(backend: str, cell: str, input: Tensor, batch_sizes: Tensor | Non
         if dropout > 0 and training and layer < num_layers - 1:
             layer_input = F.dropout(layer_input, dropout, training=True)
     return layer_input, _stack(h_finals), _stack(c_finals) if c_finals else None
+
+
+def _batch_size_list(batch_sizes: Tensor | None) -> list[int]:
+    return [] if batch_sizes is None else [int(b) for b in batch_sizes.tolist()]
+
+
+def _run_stack(backend: str, cell: str, input: Tensor, batch_sizes: Tensor | None, hx: Tensor,
+               cx: Tensor | None, weights: list[LayerWeights], num_layers: int, dropout: float,
+               training: bool, bidirectional: bool) -> tuple[Tensor, Tensor, Tensor | None]:
+    runs_reference = _runs_reference(backend)
+    layer_fn = reference.layer if runs_reference else fused_layer
+    sizes = _batch_size_list(batch_sizes)
+
+    def run_layer(layer: int, layer_input: Tensor, args: list[tuple]) -> list:
+        if len(args) == 2 and not runs_reference:
+            return fused_both_directions(cell, layer_input, sizes, args[0], args[1])
+        return [layer_fn(cell, layer_input, sizes, *a, d == 1) for d, a in enumerate(args)]
+
+    return _stack_layers(input, hx, cx, weights, num_layers, dropout, training, bidirectional,
+                         run_layer)
 
 
 def _run_rowwise_stack(backend: str, cell: str, input: Tensor, batch_sizes: Tensor | None,
@@ -175,28 +196,18 @@ def _run_rowwise_stack(backend: str, cell: str, input: Tensor, batch_sizes: Tens
     """_run_stack for the layer-normalised cells and zoneout: each layer and direction on the
     rowwise op (or the reference), one after the other."""
     layer_fn = reference.layer if _runs_reference(backend) else fused_rowwise_layer
-    sizes = [] if batch_sizes is None else [int(b) for b in batch_sizes.tolist()]
-    directions = 2 if bidirectional else 1
-    layer_input = input
-    h_finals: list[Tensor] = []
-    c_finals: list[Tensor] = []
-    for layer in range(num_layers):
-        outputs = []
-        for d in range(directions):
-            index = layer * directions + d
-            w_ih, w_hh, b_ih, b_hh, w_hr, *norms = weights[index]
-            mask = _zoneout_mask(layer_input, hx.shape[-1], zoneout, training)
-            output, h_n, c_n = layer_fn(cell, layer_input, sizes, hx[index],
-                                        None if cx is None else cx[index], w_ih, w_hh, b_ih,
-                                        b_hh, w_hr, d == 1, norm_weights=norms, zoneout=mask)
-            outputs.append(output)
-            h_finals.append(h_n)
-            if c_n is not None:
-                c_finals.append(c_n)
-        layer_input = outputs[0] if directions == 1 else torch.cat(outputs, -1)
-        if dropout > 0 and training and layer < num_layers - 1:
-            layer_input = F.dropout(layer_input, dropout, training=True)
-    return layer_input, _stack(h_finals), _stack(c_finals) if c_finals else None
+    sizes = _batch_size_list(batch_sizes)
+
+    def run_layer(layer: int, layer_input: Tensor, args: list[tuple]) -> list:
+        results = []
+        for d, (h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, *norms) in enumerate(args):
+            mask = _zoneout_mask(layer_input, h0.shape[-1], zoneout, training)
+            results.append(layer_fn(cell, layer_input, sizes, h0, c0, w_ih, w_hh, b_ih, b_hh,
+                                    w_hr, d == 1, norm_weights=norms, zoneout=mask))
+        return results
+
+    return _stack_layers(input, hx, cx, weights, num_layers, dropout, training, bidirectional,
+                         run_layer)
 
 
 def _zoneout_mask(x: Tensor, hidden: int, p: float, training: bool) -> Tensor | None:

@@ -62,6 +62,13 @@ struct LstmCell {
     store_h<L>(s, b, j, next.gates.o * tanh_act(next.c));
   }
 
+  // The output gate o of unit(s) j of row b as forward saved it.
+  template <typename L>
+  static RNNK_HD typename L::Value saved_output_gate(const typename L::Elem* saved, int64_t b,
+                                                     int64_t j, int64_t H) {
+    return L::load(saved + b * 4 * H + 3 * H + j);
+  }
+
   template <typename L>
   static RNNK_HD Gates<typename L::Value> saved_gates(const StepBackward<typename L::Elem>& s,
                                                       int64_t b, int64_t j) {

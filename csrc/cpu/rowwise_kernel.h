@@ -1,9 +1,11 @@
 // Part of the body of isa_{default,avx2,avx512}.cpp, after rows_kernel.h (its lanes): the
-// rowwise step passes (rowwise.h) over rows [begin, end) of one step. A row's layer-norm
+// rowwise step passes (rowwise.h) over rows [begin, end) of one step: each unit's math is
+// rowwise_units.h's; here, how a row is walked (SIMD lanes) and reduced. A row's layer-norm
 // statistics are reductions over its units, so a row is one task: each pass reads the row
 // once for the statistics and once to apply them.
 #include "../cells/layer_norm.h"
 #include "../rowwise.h"
+#include "../rowwise_units.h"
 
 namespace rnnk {
 namespace CPU_CAPABILITY {
@@ -53,7 +55,8 @@ inline RowStats<T> row_stats(const T* v, int64_t n) {
   return {mean, layer_norm_rstd(variance)};
 }
 
-// The row means of g and of g * v_hat, g = grad * weight (layer_norm_grad's arguments).
+// The row means of g and of g * v_hat, g = grad * weight (layer_norm_grad's arguments),
+// over a row's arrays.
 template <typename T>
 struct GradMeans {
   T g, g_v_hat;
@@ -61,13 +64,11 @@ struct GradMeans {
 
 template <typename T>
 inline GradMeans<T> grad_means(const T* grad, const T* weight, const T* v_hat, int64_t n) {
-  const T mean_g = sum_units<T>(n, [&](auto lanes, int64_t j) {
-    using L = decltype(lanes);
-    return L::load(grad + j) * L::load(weight + j);
+  const T mean_g = sum_units<T>(n, [&](auto lanes, int64_t k) {
+    return weighted_grad<decltype(lanes)>(grad, weight, k);
   }) / T(n);
-  const T mean_g_v_hat = sum_units<T>(n, [&](auto lanes, int64_t j) {
-    using L = decltype(lanes);
-    return L::load(grad + j) * L::load(weight + j) * L::load(v_hat + j);
+  const T mean_g_v_hat = sum_units<T>(n, [&](auto lanes, int64_t k) {
+    return weighted_grad_v_hat<decltype(lanes)>(grad, weight, v_hat, k);
   }) / T(n);
   return {mean_g, mean_g_v_hat};
 }
@@ -78,15 +79,9 @@ void rowwise_forward_row(const RowwiseForward<T>& r, int64_t b) {
   const int64_t H = s.H, GH = Cell::kGates * H;
   each_unit<T>(H, [&](auto lanes, int64_t j) { keep_inputs<decltype(lanes)>(s, b, j); });
   if (r.ln_hh != nullptr) {
-    T* hg = r.hg + b * GH;
-    T* h_hat = r.h_hat + b * GH;
-    const RowStats<T> stats = row_stats(hg, GH);
+    const RowStats<T> stats = row_stats(r.hg + b * GH, GH);
     each_unit<T>(GH, [&](auto lanes, int64_t k) {
-      using L = decltype(lanes);
-      using A = typename L::Value;
-      const A v_hat = (L::load(hg + k) - A(stats.mean)) * A(stats.rstd);
-      L::store(h_hat + k, v_hat);
-      L::store(hg + k, v_hat * L::load(r.ln_hh + k));
+      normalise_projection<decltype(lanes)>(r, b, k, GH, stats.mean, stats.rstd);
     });
     r.rstd[b * 2] = stats.rstd;
   }
@@ -94,17 +89,10 @@ void rowwise_forward_row(const RowwiseForward<T>& r, int64_t b) {
   if constexpr (Cell::kHasCellState) {
     if (r.ln_cell_w != nullptr) {
       each_unit<T>(H, [&](auto lanes, int64_t j) { Cell::template update<decltype(lanes)>(s, b, j); });
-      const T* c = s.c + b * H;
-      const RowStats<T> stats = row_stats(c, H);
+      const RowStats<T> stats = row_stats(s.c + b * H, H);
       r.rstd[b * 2 + 1] = stats.rstd;
       each_unit<T>(H, [&](auto lanes, int64_t j) {
-        using L = decltype(lanes);
-        using A = typename L::Value;
-        const A c_hat = (L::load(c + j) - A(stats.mean)) * A(stats.rstd);
-        L::store(r.c_hat + b * H + j, c_hat);
-        const A o = L::load(s.saved + b * 4 * H + 3 * H + j);
-        const A out = c_hat * L::load(r.ln_cell_w + j) + L::load(r.ln_cell_b + j);
-        store_h<L>(s, b, j, o * tanh_act(out));
+        normalised_cell_output<Cell, decltype(lanes)>(r, b, j, stats.mean, stats.rstd);
       });
       cell_done = true;
     }
@@ -113,63 +101,28 @@ void rowwise_forward_row(const RowwiseForward<T>& r, int64_t b) {
     each_unit<T>(H, [&](auto lanes, int64_t j) { Cell::template forward<decltype(lanes)>(s, b, j); });
   }
   if (r.zoneout != nullptr) {
-    each_unit<T>(H, [&](auto lanes, int64_t j) {
-      using L = decltype(lanes);
-      using A = typename L::Value;
-      const int64_t k = b * H + j;
-      const A m = L::load(r.zoneout + k);
-      store_h<L>(s, b, j, m * L::load(s.h + k) + (A(1) - m) * L::load(s.h_keep + k));
-    });
+    each_unit<T>(H, [&](auto lanes, int64_t j) { zone_out<decltype(lanes)>(r, b, j); });
   }
 }
 
 template <typename Cell, typename T>
 void rowwise_backward_row(const RowwiseBackward<T>& r, int64_t b) {
   StepBackward<T> s = r.step;
-  s.grad_h = nullptr;  // folded into dh first
+  s.grad_h = nullptr;  // split_incoming folds it into dh
   const int64_t H = s.H, GH = Cell::kGates * H;
-  // dL/dh_t, carried and the output's; zoning out, m of it reaches the cell's new state
-  // and 1 - m goes straight to h_(t-1).
-  each_unit<T>(H, [&](auto lanes, int64_t j) {
-    using L = decltype(lanes);
-    using A = typename L::Value;
-    const int64_t k = b * H + j;
-    A dh = incoming_dh<L>(r.step, k);
-    if (r.zoneout != nullptr) {
-      const A m = L::load(r.zoneout + k);
-      L::store(r.dh_direct + k, (A(1) - m) * dh);
-      dh = m * dh;
-    }
-    L::store(s.dh + k, dh);
-  });
+  each_unit<T>(H, [&](auto lanes, int64_t j) { split_incoming<decltype(lanes)>(r, b * H + j); });
   bool cell_done = false;
   if constexpr (Cell::kHasCellState) {
     if (r.ln_cell_w != nullptr) {
-      const T* c_hat = r.c_hat + b * H;
-      T* d_out = r.d_cell_out + b * H;
-      const auto out_tanh = [&](auto lanes, int64_t j) {
-        using L = decltype(lanes);
-        return tanh_act(L::load(c_hat + j) * L::load(r.ln_cell_w + j) +
-                        L::load(r.ln_cell_b + j));
-      };
       each_unit<T>(H, [&](auto lanes, int64_t j) {
-        using L = decltype(lanes);
-        using A = typename L::Value;
-        const A t = out_tanh(lanes, j);
-        const A o = L::load(s.saved + b * 4 * H + 3 * H + j);
-        L::store(d_out + j, L::load(s.dh + b * H + j) * o * (A(1) - t * t));
+        normalised_cell_output_grad<Cell, decltype(lanes)>(r, b, j);
       });
-      const GradMeans<T> means = grad_means(d_out, r.ln_cell_w, c_hat, H);
+      const GradMeans<T> means =
+          grad_means(r.d_cell_out + b * H, r.ln_cell_w, r.c_hat + b * H, H);
       const T rstd = r.rstd[b * 2 + 1];
       each_unit<T>(H, [&](auto lanes, int64_t j) {
-        using L = decltype(lanes);
-        using A = typename L::Value;
-        const A g = L::load(d_out + j) * L::load(r.ln_cell_w + j);
-        const A dc = L::load(s.dc + b * H + j) +
-                     layer_norm_grad(g, L::load(c_hat + j), A(rstd), A(means.g), A(means.g_v_hat));
-        const auto gates = Cell::template saved_gates<L>(s, b, j);
-        Cell::template store_gate_grads<L>(s, b, j, gates, dc,
-                                           L::load(s.dh + b * H + j) * out_tanh(lanes, j));
+        normalised_cell_backward<Cell, decltype(lanes)>(r, s, b, j, rstd, means.g,
+                                                        means.g_v_hat);
       });
       cell_done = true;
     }
@@ -179,24 +132,14 @@ void rowwise_backward_row(const RowwiseBackward<T>& r, int64_t b) {
   }
   if (r.zoneout != nullptr) {
     each_unit<T>(H, [&](auto lanes, int64_t j) {
-      using L = decltype(lanes);
-      const int64_t k = b * H + j;
-      auto direct = L::load(r.dh_direct + k);
-      if constexpr (Cell::kDirectHiddenGradient) direct = direct + L::load(s.dh + k);
-      L::store(s.dh + k, direct);
+      direct_hidden_grad<Cell, decltype(lanes)>(r, s, b * H + j);
     });
   }
   if (r.ln_hh != nullptr) {
-    const T* dhg = s.dhg + b * GH;
-    const T* h_hat = r.h_hat + b * GH;
-    const GradMeans<T> means = grad_means(dhg, r.ln_hh, h_hat, GH);
+    const GradMeans<T> means = grad_means(s.dhg + b * GH, r.ln_hh, r.h_hat + b * GH, GH);
     const T rstd = r.rstd[b * 2];
     each_unit<T>(GH, [&](auto lanes, int64_t k) {
-      using L = decltype(lanes);
-      using A = typename L::Value;
-      L::store(r.dhg_raw + b * GH + k,
-               layer_norm_grad(L::load(dhg + k) * L::load(r.ln_hh + k), L::load(h_hat + k),
-                               A(rstd), A(means.g), A(means.g_v_hat)));
+      raw_projection_grad<decltype(lanes)>(r, s, b, k, GH, rstd, means.g, means.g_v_hat);
     });
   }
 }

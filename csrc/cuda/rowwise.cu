@@ -1,8 +1,9 @@
 // CUDA rowwise passes (rowwise.h): one block per row of a step, its threads striding over
-// the row's units and reducing the layer norms' statistics through shared memory. The cell
-// math is cells/*.h's, one unit per thread at a time, as in the CPU passes.
+// the row's units and reducing the layer norms' statistics through shared memory. Each
+// unit's math is rowwise_units.h's and cells/*.h's, as in the CPU passes.
 #include "../cells/layer_norm.h"
 #include "../rowwise.h"
+#include "../rowwise_units.h"
 #include "cuda_types.h"
 #include "launch.h"
 
@@ -41,17 +42,24 @@ __device__ void row_stats(const T* v, int64_t n, T* shared, T* mean, T* rstd) {
   *rstd = layer_norm_rstd(block_sum(squares, shared) / T(n));
 }
 
-// The row means of g = grad * weight and of g * v_hat over [0, n).
+// The row means of g = grad * weight and of g * v_hat over a row's arrays [0, n).
 template <typename T>
 __device__ void grad_means(const T* grad, const T* weight, const T* v_hat, int64_t n, T* shared,
                            T* mean_g, T* mean_g_v_hat) {
+  using L = ScalarLanes<T>;
   T g_sum = 0, gv_sum = 0;
   for (int64_t k = threadIdx.x; k < n; k += blockDim.x) {
-    g_sum += grad[k] * weight[k];
-    gv_sum += grad[k] * weight[k] * v_hat[k];
+    g_sum += weighted_grad<L>(grad, weight, k);
+    gv_sum += weighted_grad_v_hat<L>(grad, weight, v_hat, k);
   }
   *mean_g = block_sum(g_sum, shared) / T(n);
   *mean_g_v_hat = block_sum(gv_sum, shared) / T(n);
+}
+
+// Calls f(j) for this thread's units of [0, n).
+template <typename F>
+__device__ void each_unit(int64_t n, const F& f) {
+  for (int64_t j = threadIdx.x; j < n; j += blockDim.x) f(j);
 }
 
 template <typename Cell, typename T>
@@ -60,47 +68,27 @@ __global__ void rowwise_forward_kernel(RowwiseForward<T> r) {
   __shared__ T shared[kWarps];
   const StepForward<T>& s = r.step;
   const int64_t b = blockIdx.x, H = s.H, GH = Cell::kGates * H;
-  for (int64_t j = threadIdx.x; j < H; j += blockDim.x) keep_inputs<L>(s, b, j);
+  each_unit(H, [&](int64_t j) { keep_inputs<L>(s, b, j); });
   if (r.ln_hh != nullptr) {
-    T* hg = r.hg + b * GH;
     T mean, rstd;
-    row_stats(hg, GH, shared, &mean, &rstd);
-    for (int64_t k = threadIdx.x; k < GH; k += blockDim.x) {
-      const T v_hat = (hg[k] - mean) * rstd;
-      r.h_hat[b * GH + k] = v_hat;
-      hg[k] = v_hat * r.ln_hh[k];
-    }
+    row_stats(r.hg + b * GH, GH, shared, &mean, &rstd);
+    each_unit(GH, [&](int64_t k) { normalise_projection<L>(r, b, k, GH, mean, rstd); });
     if (threadIdx.x == 0) r.rstd[b * 2] = rstd;
     __syncthreads();  // a unit's gates were normalised by other threads
   }
   bool cell_done = false;
   if constexpr (Cell::kHasCellState) {
     if (r.ln_cell_w != nullptr) {
-      for (int64_t j = threadIdx.x; j < H; j += blockDim.x) Cell::template update<L>(s, b, j);
-      __syncthreads();
-      const T* c = s.c + b * H;
+      each_unit(H, [&](int64_t j) { Cell::template update<L>(s, b, j); });
       T mean, rstd;
-      row_stats(c, H, shared, &mean, &rstd);
+      row_stats(s.c + b * H, H, shared, &mean, &rstd);
       if (threadIdx.x == 0) r.rstd[b * 2 + 1] = rstd;
-      for (int64_t j = threadIdx.x; j < H; j += blockDim.x) {
-        const T c_hat = (c[j] - mean) * rstd;
-        r.c_hat[b * H + j] = c_hat;
-        const T o = s.saved[b * 4 * H + 3 * H + j];
-        store_h<L>(s, b, j, o * tanh_act(c_hat * r.ln_cell_w[j] + r.ln_cell_b[j]));
-      }
+      each_unit(H, [&](int64_t j) { normalised_cell_output<Cell, L>(r, b, j, mean, rstd); });
       cell_done = true;
     }
   }
-  if (!cell_done) {
-    for (int64_t j = threadIdx.x; j < H; j += blockDim.x) Cell::template forward<L>(s, b, j);
-  }
-  if (r.zoneout != nullptr) {
-    for (int64_t j = threadIdx.x; j < H; j += blockDim.x) {
-      const int64_t k = b * H + j;
-      const T m = r.zoneout[k];
-      store_h<L>(s, b, j, m * s.h[k] + (T(1) - m) * s.h_keep[k]);
-    }
-  }
+  if (!cell_done) each_unit(H, [&](int64_t j) { Cell::template forward<L>(s, b, j); });
+  if (r.zoneout != nullptr) each_unit(H, [&](int64_t j) { zone_out<L>(r, b, j); });
 }
 
 template <typename Cell, typename T>
@@ -108,62 +96,36 @@ __global__ void rowwise_backward_kernel(RowwiseBackward<T> r) {
   using L = ScalarLanes<T>;
   __shared__ T shared[kWarps];
   StepBackward<T> s = r.step;
-  s.grad_h = nullptr;  // folded into dh first
+  s.grad_h = nullptr;  // split_incoming folds it into dh
   const int64_t b = blockIdx.x, H = s.H, GH = Cell::kGates * H;
-  for (int64_t j = threadIdx.x; j < H; j += blockDim.x) {
-    const int64_t k = b * H + j;
-    T dh = incoming_dh<L>(r.step, k);
-    if (r.zoneout != nullptr) {
-      const T m = r.zoneout[k];
-      r.dh_direct[k] = (T(1) - m) * dh;
-      dh = m * dh;
-    }
-    s.dh[k] = dh;
-  }
+  each_unit(H, [&](int64_t j) { split_incoming<L>(r, b * H + j); });
   bool cell_done = false;
   if constexpr (Cell::kHasCellState) {
     if (r.ln_cell_w != nullptr) {
-      const T* c_hat = r.c_hat + b * H;
-      T* d_out = r.d_cell_out + b * H;
-      for (int64_t j = threadIdx.x; j < H; j += blockDim.x) {
-        const T t = tanh_act(c_hat[j] * r.ln_cell_w[j] + r.ln_cell_b[j]);
-        const T o = s.saved[b * 4 * H + 3 * H + j];
-        d_out[j] = s.dh[b * H + j] * o * (T(1) - t * t);
-      }
-      __syncthreads();
+      each_unit(H, [&](int64_t j) { normalised_cell_output_grad<Cell, L>(r, b, j); });
+      __syncthreads();  // the means read every thread's units
       T mean_g, mean_g_v_hat;
-      grad_means(d_out, r.ln_cell_w, c_hat, H, shared, &mean_g, &mean_g_v_hat);
+      grad_means(r.d_cell_out + b * H, r.ln_cell_w, r.c_hat + b * H, H, shared, &mean_g,
+                 &mean_g_v_hat);
       const T rstd = r.rstd[b * 2 + 1];
-      for (int64_t j = threadIdx.x; j < H; j += blockDim.x) {
-        const T t = tanh_act(c_hat[j] * r.ln_cell_w[j] + r.ln_cell_b[j]);
-        const T dc = s.dc[b * H + j] + layer_norm_grad(d_out[j] * r.ln_cell_w[j], c_hat[j], rstd,
-                                                       mean_g, mean_g_v_hat);
-        Cell::template store_gate_grads<L>(s, b, j, Cell::template saved_gates<L>(s, b, j), dc,
-                                           s.dh[b * H + j] * t);
-      }
+      each_unit(H, [&](int64_t j) {
+        normalised_cell_backward<Cell, L>(r, s, b, j, rstd, mean_g, mean_g_v_hat);
+      });
       cell_done = true;
     }
   }
-  if (!cell_done) {
-    for (int64_t j = threadIdx.x; j < H; j += blockDim.x) Cell::template backward<L>(s, b, j);
-  }
+  if (!cell_done) each_unit(H, [&](int64_t j) { Cell::template backward<L>(s, b, j); });
   if (r.zoneout != nullptr) {
-    for (int64_t j = threadIdx.x; j < H; j += blockDim.x) {
-      const int64_t k = b * H + j;
-      s.dh[k] = r.dh_direct[k] + (Cell::kDirectHiddenGradient ? s.dh[k] : T(0));
-    }
+    each_unit(H, [&](int64_t j) { direct_hidden_grad<Cell, L>(r, s, b * H + j); });
   }
   if (r.ln_hh != nullptr) {
     __syncthreads();  // the row's gate gradients come from every thread
-    const T* dhg = s.dhg + b * GH;
-    const T* h_hat = r.h_hat + b * GH;
     T mean_g, mean_g_v_hat;
-    grad_means(dhg, r.ln_hh, h_hat, GH, shared, &mean_g, &mean_g_v_hat);
+    grad_means(s.dhg + b * GH, r.ln_hh, r.h_hat + b * GH, GH, shared, &mean_g, &mean_g_v_hat);
     const T rstd = r.rstd[b * 2];
-    for (int64_t k = threadIdx.x; k < GH; k += blockDim.x) {
-      r.dhg_raw[b * GH + k] =
-          layer_norm_grad(dhg[k] * r.ln_hh[k], h_hat[k], rstd, mean_g, mean_g_v_hat);
-    }
+    each_unit(GH, [&](int64_t k) {
+      raw_projection_grad<L>(r, s, b, k, GH, rstd, mean_g, mean_g_v_hat);
+    });
   }
 }
 
