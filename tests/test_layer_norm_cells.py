@@ -228,6 +228,18 @@ def test_torch_compile_fullgraph(kind) -> None:
     assert module.ln_hh_weight_l1.grad is not None
 
 
+@needs_cpp
+@pytest.mark.parametrize("kind", NORM_MODULES)
+def test_torch_export(kind) -> None:
+    """torch.export traces the rowwise op (its fake kernel), in eval with zoneout too."""
+    module = NORM_MODULES[kind](4, 8, zoneout=0.2).eval()
+    _perturb_norms(module)
+    program = torch.export.export(module, (torch.randn(5, 3, 4),))
+    assert any("rowwise_forward" in str(node.target) for node in program.graph.nodes)
+    other = torch.randn(5, 3, 4)
+    torch.testing.assert_close(program.module()(other)[0], module(other)[0])
+
+
 @pytest.mark.parametrize("kind", NORM_MODULES)
 def test_torch_func_grad(kind) -> None:
     module = NORM_MODULES[kind](3, 4, dtype=torch.float64)
