@@ -17,7 +17,7 @@ using at::Tensor;
 
 Tensor none_like(const Tensor& x) { return at::empty({0}, x.options()); }
 
-// [rows, width] of x's dtype, kept for backward, and x's rows with another width: not
+// [rows, width] of x's dtype (what a forward keeps), and x's rows with another width: not
 // advised huge pages as layer.cpp's outputs are (schedule.h's empty_like_rows). Where the
 // kernel compacts memory on a fault in advised ranges (defrag=madvise), a rowwise call's
 // several such buffers made some calls stall many times their usual length.
@@ -88,7 +88,8 @@ std::tuple<Tensor, Tensor, Tensor, RowwiseKept> rowwise_layer_forward(
     CellKind kind, const Tensor& x, at::IntArrayRef batch_sizes, const Tensor& h0,
     const std::optional<Tensor>& c0, const Tensor& w_ih, const Tensor& w_hh,
     const std::optional<Tensor>& b_ih, const std::optional<Tensor>& b_hh,
-    const LayerNorms& norms, const std::optional<Tensor>& zoneout, bool reverse) {
+    const LayerNorms& norms, const std::optional<Tensor>& zoneout, bool reverse,
+    bool for_backward) {
   check_device(x, kind);
   const Schedule sched = make_schedule(x, batch_sizes);
   const LayerSizes sizes = check_operands(kind, x, sched.batch, sched.total, h0, c0, w_ih, w_hh,
@@ -103,21 +104,23 @@ std::tuple<Tensor, Tensor, Tensor, RowwiseKept> rowwise_layer_forward(
   // biases start the recurrent side instead (layer.cpp).
   const Tensor x2d = x.reshape({N, I});
   const bool bias_in_xg = b_ih.has_value() && !cell_sums_projections(kind);
-  RowwiseKept kept;
-  Tensor xg;
+  RowwiseKept kept;  // in inference only one step's rows of each, rewritten every step
+  const int64_t kept_rows_count = for_backward ? N : B;
   // The finished input side never leaves the call: a kept scratch buffer (workspace.h).
-  xg = scratch(Scratch::InputProjection, {N, GH}, x.options());
+  Tensor xg = scratch(Scratch::InputProjection, {N, GH}, x.options());
   if (normed) {
-    kept.xg_raw = kept_rows(x, N, GH);
+    kept.xg_raw = for_backward ? kept_rows(x, N, GH)
+                               : scratch(Scratch::InputGateGrads, {N, GH}, x.options());
     at::mm_out(kept.xg_raw, x2d, w_ih.t());
     Tensor mean = at::empty({N, 1}, x.options()), rstd = at::empty({N, 1}, x.options());
     at::native_layer_norm_out(xg, mean, rstd, kept.xg_raw, {GH}, *norms.ih,
                               bias_in_xg ? b_ih : std::nullopt, kLayerNormEps);
     kept.x_stats = at::cat({mean, rstd}, 1);
-    kept.h_hat = kept_rows(x, N, GH);
-    kept.c_hat = has_c ? kept_rows(x, N, H) : none_like(x);
+    kept.h_hat = kept_rows(x, kept_rows_count, GH);
+    kept.c_hat = has_c ? kept_rows(x, kept_rows_count, H) : none_like(x);
     // The GRU has no c': its column stays zero (an op's outputs are fully written).
-    kept.h_stats = has_c ? at::empty({N, 2}, x.options()) : at::zeros({N, 2}, x.options());
+    kept.h_stats = has_c ? at::empty({kept_rows_count, 2}, x.options())
+                         : at::zeros({kept_rows_count, 2}, x.options());
   } else {
     if (bias_in_xg) {
       at::addmm_out(xg, *b_ih, x2d, w_ih.t());
@@ -133,9 +136,11 @@ std::tuple<Tensor, Tensor, Tensor, RowwiseKept> rowwise_layer_forward(
   std::optional<Tensor> recurrent_bias;
   if (b_hh.has_value()) recurrent_bias = bias_in_xg ? b_hh->contiguous() : *b_ih + *b_hh;
   Tensor output = like_rows(x, H);
-  kept.saved = like_rows(x, S * H);
-  kept.h_prev = like_rows(x, H);  // also zoneout's h_(t-1)
-  kept.c_prev = has_c ? like_rows(x, H) : none_like(x);
+  kept.saved = for_backward ? like_rows(x, S * H) : kept_rows(x, B, S * H);
+  // h_(t-1) is backward's and zoneout's; c_(t-1) backward's only.
+  const bool keeps_h = for_backward || zoneout.has_value();
+  kept.h_prev = !keeps_h ? none_like(x) : for_backward ? like_rows(x, H) : kept_rows(x, B, H);
+  kept.c_prev = has_c && for_backward ? like_rows(x, H) : none_like(x);
   Tensor h = h0.contiguous().clone();  // h0 in, h_n out
   Tensor c = has_c ? c0->contiguous().clone() : none_like(x);
   Tensor hg = at::empty({B, GH}, x.options());
@@ -149,23 +154,24 @@ std::tuple<Tensor, Tensor, Tensor, RowwiseKept> rowwise_layer_forward(
     for (int64_t k = 0; k < sched.steps; ++k) {
       const int64_t t = step_at(sched, k, reverse), n = sched.rows(t), off = sched.offset(t);
       if (n == 0) continue;
+      const int64_t kept_off = for_backward ? off : 0;  // the step's row in what is kept
       device.gemm(n, GH, H, h.data_ptr<T>(), w_hh_c.data_ptr<T>(), /*transpose_w=*/true,
                   hg.data_ptr<T>(), /*accumulate=*/false);
       RowwiseForward<T> r{{xg.data_ptr<T>() + off * GH, hg.data_ptr<T>(), h.data_ptr<T>(),
-                           ptr_or_null<T>(c), kept.saved.data_ptr<T>() + off * S * H, H},
+                           ptr_or_null<T>(c), kept.saved.data_ptr<T>() + kept_off * S * H, H},
                           hg.data_ptr<T>()};
       r.step.b_hh = bias;
       r.step.h_out = output.data_ptr<T>() + off * H;
-      r.step.h_keep = kept.h_prev.data_ptr<T>() + off * H;
-      if (has_c) r.step.c_keep = kept.c_prev.data_ptr<T>() + off * H;
+      if (keeps_h) r.step.h_keep = kept.h_prev.data_ptr<T>() + kept_off * H;
+      if (has_c && for_backward) r.step.c_keep = kept.c_prev.data_ptr<T>() + off * H;
       if (normed) {
         r.ln_hh = norms.hh->data_ptr<T>();
-        r.h_hat = kept.h_hat.data_ptr<T>() + off * GH;
-        r.rstd = kept.h_stats.data_ptr<T>() + off * 2;
+        r.h_hat = kept.h_hat.data_ptr<T>() + kept_off * GH;
+        r.rstd = kept.h_stats.data_ptr<T>() + kept_off * 2;
         if (has_c) {
           r.ln_cell_w = norms.cell_w->data_ptr<T>();
           r.ln_cell_b = norms.cell_b->data_ptr<T>();
-          r.c_hat = kept.c_hat.data_ptr<T>() + off * H;
+          r.c_hat = kept.c_hat.data_ptr<T>() + kept_off * H;
         }
       }
       if (mask.defined()) r.zoneout = mask.data_ptr<T>() + off * H;

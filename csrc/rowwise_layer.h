@@ -27,12 +27,14 @@ struct RowwiseKept {
 };
 
 // Returns (output, h_n, c_n (empty but for the LSTM), kept); zoneout is the mask with
-// output's shape, or absent.
+// output's shape, or absent. Without for_backward (inference) kept holds one step's
+// scratch rows, not the sequence's.
 std::tuple<at::Tensor, at::Tensor, at::Tensor, RowwiseKept> rowwise_layer_forward(
     CellKind kind, const at::Tensor& x, at::IntArrayRef batch_sizes, const at::Tensor& h0,
     const std::optional<at::Tensor>& c0, const at::Tensor& w_ih, const at::Tensor& w_hh,
     const std::optional<at::Tensor>& b_ih, const std::optional<at::Tensor>& b_hh,
-    const LayerNorms& norms, const std::optional<at::Tensor>& zoneout, bool reverse);
+    const LayerNorms& norms, const std::optional<at::Tensor>& zoneout, bool reverse,
+    bool for_backward);
 
 // The gradients of a rowwise layer's inputs; empty where an input is absent, dx without
 // input_grad.

@@ -19,11 +19,24 @@ auto rowwise_forward_op(const Tensor& x, at::IntArrayRef batch_sizes, const Tens
                         const OptTensor& b_ih, const OptTensor& b_hh, const OptTensor& ln_ih,
                         const OptTensor& ln_hh, const OptTensor& ln_cell_w,
                         const OptTensor& ln_cell_b, const OptTensor& zoneout, bool reverse) {
-  auto [output, h_n, c_n, kept] =
-      rowwise_layer_forward(K, x, batch_sizes, h0, c0, w_ih, w_hh, b_ih, b_hh,
-                            LayerNorms{ln_ih, ln_hh, ln_cell_w, ln_cell_b}, zoneout, reverse);
+  auto [output, h_n, c_n, kept] = rowwise_layer_forward(
+      K, x, batch_sizes, h0, c0, w_ih, w_hh, b_ih, b_hh,
+      LayerNorms{ln_ih, ln_hh, ln_cell_w, ln_cell_b}, zoneout, reverse, /*for_backward=*/true);
   return std::make_tuple(output, h_n, c_n, kept.saved, kept.h_prev, kept.c_prev, kept.xg_raw,
                          kept.x_stats, kept.h_hat, kept.c_hat, kept.h_stats);
+}
+
+// The forward without what backward needs, for calls no gradient will flow through.
+template <CellKind K>
+auto rowwise_inference_op(const Tensor& x, at::IntArrayRef batch_sizes, const Tensor& h0,
+                          const OptTensor& c0, const Tensor& w_ih, const Tensor& w_hh,
+                          const OptTensor& b_ih, const OptTensor& b_hh, const OptTensor& ln_ih,
+                          const OptTensor& ln_hh, const OptTensor& ln_cell_w,
+                          const OptTensor& ln_cell_b, const OptTensor& zoneout, bool reverse) {
+  auto [output, h_n, c_n, kept] = rowwise_layer_forward(
+      K, x, batch_sizes, h0, c0, w_ih, w_hh, b_ih, b_hh,
+      LayerNorms{ln_ih, ln_hh, ln_cell_w, ln_cell_b}, zoneout, reverse, /*for_backward=*/false);
+  return std::make_tuple(output, h_n, c_n);
 }
 
 template <CellKind K>
@@ -51,6 +64,11 @@ constexpr const char* kRowwiseForwardSchema =
     "Tensor? ln_cell_weight, Tensor? ln_cell_bias, Tensor? zoneout, bool reverse) -> "
     "(Tensor output, Tensor h_n, Tensor c_n, Tensor saved, Tensor h_prev, Tensor c_prev, "
     "Tensor xg_raw, Tensor x_stats, Tensor h_hat, Tensor c_hat, Tensor h_stats)";
+constexpr const char* kRowwiseInferenceSchema =
+    "_rowwise_inference(Tensor x, int[] batch_sizes, Tensor h0, Tensor? c0, Tensor w_ih, "
+    "Tensor w_hh, Tensor? b_ih, Tensor? b_hh, Tensor? ln_ih_weight, Tensor? ln_hh_weight, "
+    "Tensor? ln_cell_weight, Tensor? ln_cell_bias, Tensor? zoneout, bool reverse) -> "
+    "(Tensor output, Tensor h_n, Tensor c_n)";
 constexpr const char* kRowwiseBackwardSchema =
     "_rowwise_backward(Tensor grad_output, Tensor grad_h_n, Tensor? grad_c_n, Tensor x, "
     "int[] batch_sizes, Tensor w_ih, Tensor w_hh, bool has_bias, Tensor? ln_ih_weight, "
@@ -67,6 +85,7 @@ void register_rowwise_impls(torch::Library& m) {
   if (!cell_rowwise(K)) return;
   const std::string name = kCellNames[static_cast<int>(K)];
   m.impl((name + "_rowwise_forward").c_str(), &rowwise_forward_op<K>);
+  m.impl((name + "_rowwise_inference").c_str(), &rowwise_inference_op<K>);
   m.impl((name + "_rowwise_backward").c_str(), &rowwise_backward_op<K>);
 }
 
@@ -82,6 +101,7 @@ TORCH_LIBRARY_FRAGMENT(rnnkernels, m) {
     if (!cell_rowwise(static_cast<CellKind>(k))) continue;
     const std::string name = kCellNames[k];
     m.def((name + kRowwiseForwardSchema).c_str());
+    m.def((name + kRowwiseInferenceSchema).c_str());
     m.def((name + kRowwiseBackwardSchema).c_str());
   }
 }

@@ -1,8 +1,8 @@
 """The rowwise layer ops (csrc/rowwise_ops.cpp): the layer-normalised LSTM and GRU, and the
 LSTM and GRU with zoneout. Python-side registrations (fake kernels, autograd) and the call.
 
-``rnnkernels::<cell>_rowwise_forward`` takes a layer's usual operands, then the cell's
-layer-norm weights (``ln_ih_weight``, ``ln_hh_weight`` and, for the LSTM, ``ln_cell_weight``
+``rnnkernels::<cell>_rowwise_forward`` (and ``_rowwise_inference``, which keeps nothing for
+backward) takes a layer's usual operands, then the cell's layer-norm weights (``ln_ih_weight``, ``ln_hh_weight`` and, for the LSTM, ``ln_cell_weight``
 and ``ln_cell_bias``; all None for the plain cell) and a zoneout mask (None: no zoneout),
 and returns (output, h_n, c_n) and what ``<cell>_rowwise_backward`` reads. As for the other
 layer ops (_ops.py), a backward asked for with a graph (double backward, torch.func) and
@@ -20,7 +20,7 @@ from torch import Tensor
 from . import _autograd, reference
 from ._cells import GATES, HAS_CELL_STATE, SAVED
 from ._cells import ROWWISE_CELLS as CELLS
-from ._ops import _reference_gradients, _reference_jvp
+from ._ops import _reference_gradients, _reference_jvp, wants_grad
 # How many tensors the forward returns besides (output, h_n, c_n): what backward reads.
 _KEPT = 8
 # The layer-norm weights of a layer-normalised cell, in the ops' order: the cell-state pair
@@ -31,6 +31,10 @@ CELL_STATE_NORMS = ("ln_cell_weight", "ln_cell_bias")
 
 def forward_op(cell: str) -> Any:
     return getattr(torch.ops.rnnkernels, f"{cell}_rowwise_forward").default
+
+
+def inference_op(cell: str) -> Any:
+    return getattr(torch.ops.rnnkernels, f"{cell}_rowwise_inference").default
 
 
 def backward_op(cell: str) -> Any:
@@ -73,6 +77,15 @@ def _make_fake_forward(cell: str) -> Callable:
     return fake
 
 
+def _make_fake_inference(cell: str) -> Callable:
+    fake_forward = _make_fake_forward(cell)
+
+    def fake(*args):
+        return fake_forward(*args)[:3]
+
+    return fake
+
+
 def _fake_backward(grad_output, grad_h_n, grad_c_n, x, batch_sizes, w_ih, w_hh, has_bias, ln_ih,
                    ln_hh, ln_cell_w, ln_cell_b, zoneout, saved, h_prev, c_prev, xg_raw, x_stats,
                    h_hat, c_hat, h_stats, reverse, *, input_grad=True):
@@ -98,6 +111,16 @@ def _setup_context(ctx: Any, inputs: tuple, output: tuple) -> None:
     ctx.save_for_backward(*tensors, *output[3:])
     ctx.save_for_forward(*tensors)
     ctx.mark_non_differentiable(*output[3:], *([output[2]] if inputs[3] is None else []))
+    ctx.batch_sizes = list(inputs[1])
+    ctx.reverse = inputs[-1]
+
+
+def _inference_setup_context(ctx: Any, inputs: tuple, output: tuple) -> None:
+    tensors = _tensor_inputs(inputs)
+    ctx.save_for_backward(*tensors)
+    ctx.save_for_forward(*tensors)
+    if inputs[3] is None:
+        ctx.mark_non_differentiable(output[2])
     ctx.batch_sizes = list(inputs[1])
     ctx.reverse = inputs[-1]
 
@@ -145,12 +168,25 @@ def _make_backward(cell: str) -> Callable:
     return backward
 
 
-def _make_jvp(cell: str) -> Callable:
+def _make_inference_backward(cell: str) -> Callable:
+    """Should a gradient be asked of the inference op after all: the reference math's."""
+    def backward(ctx: Any, grad_output, grad_h_n, grad_c_n):
+        inputs = list(ctx.saved_tensors)
+        return _op_gradients(_reference_gradients(_reference_rowwise(cell, ctx),
+                                                  inputs[:11] + [None],
+                                                  [grad_output, grad_h_n, grad_c_n]))
+
+    return backward
+
+
+def _make_jvp(cell: str, outputs_kept: int) -> Callable:
+    """Forward mode: tangents of (output, h_n, c_n), None for the ``outputs_kept`` tensors
+    the op keeps for backward."""
     def jvp(ctx: Any, x_t, _batch_sizes, *tangents):
         tensor_tangents = [x_t, *tangents[:-1]]
         output_t, h_n_t, c_n_t = _reference_jvp(_reference_rowwise(cell, ctx),
                                                 list(ctx.saved_tensors), tensor_tangents)
-        return (output_t, h_n_t, c_n_t, *[None] * _KEPT)
+        return (output_t, h_n_t, c_n_t, *[None] * outputs_kept)
 
     return jvp
 
@@ -160,7 +196,11 @@ def register_all() -> None:
         forward, backward = forward_op(cell), backward_op(cell)
         torch.library.register_fake(forward)(_make_fake_forward(cell))
         torch.library.register_fake(backward)(_fake_backward)
-        _autograd.register(forward, _setup_context, _make_backward(cell), _make_jvp(cell))
+        _autograd.register(forward, _setup_context, _make_backward(cell), _make_jvp(cell, _KEPT))
+        inference = inference_op(cell)
+        torch.library.register_fake(inference)(_make_fake_inference(cell))
+        _autograd.register(inference, _inference_setup_context, _make_inference_backward(cell),
+                           _make_jvp(cell, 0))
 
 
 def fused_rowwise_layer(cell: str, x: Tensor, batch_sizes: list[int], h0: Tensor,
@@ -168,9 +208,14 @@ def fused_rowwise_layer(cell: str, x: Tensor, batch_sizes: list[int], h0: Tensor
                         b_hh: Tensor | None, w_hr: Tensor | None, reverse: bool,
                         norm_weights: Sequence[Tensor] = (),
                         zoneout: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor | None]:
-    """One layer and direction on the rowwise op; the contract of reference.layer."""
+    """One layer and direction on the rowwise ops; the contract of reference.layer. Calls
+    no gradient can flow through run the inference op, which keeps nothing for backward."""
     if w_hr is not None:
         raise ValueError("rnnkernels: layer norms and zoneout do not take an LSTM projection")
-    output, h_n, c_n, *_ = forward_op(cell)(x, batch_sizes, h0, c0, w_ih, w_hh, b_ih, b_hh,
-                                            *_norm_slots(cell, norm_weights), zoneout, reverse)
+    norms = _norm_slots(cell, norm_weights)
+    args = (x, batch_sizes, h0, c0, w_ih, w_hh, b_ih, b_hh, *norms, zoneout, reverse)
+    if wants_grad(x, h0, c0, w_ih, w_hh, b_ih, b_hh, *norms):
+        output, h_n, c_n, *_ = forward_op(cell)(*args)
+    else:
+        output, h_n, c_n = _autograd.call_inference(inference_op(cell), *args)
     return output, h_n, (c_n if c0 is not None else None)

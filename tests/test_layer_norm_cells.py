@@ -200,6 +200,20 @@ def test_fused_float32_matches_reference(kind, layout, zoneout) -> None:
 
 
 @needs_cpp
+@pytest.mark.parametrize("grad", [True, False], ids=["training", "no_grad"])
+def test_calls_without_gradient_run_the_inference_op(grad, monkeypatch) -> None:
+    calls = []
+    for name in ("forward_op", "inference_op"):
+        original = getattr(_rowwise, name)
+        monkeypatch.setattr(_rowwise, name,
+                            lambda cell, _o=original, _n=name: (calls.append(_n), _o(cell))[1])
+    module = LayerNormGRU(3, 4, zoneout=0.3, backend="cpp")
+    with torch.set_grad_enabled(grad):
+        module(torch.randn(2, 1, 3))
+    assert calls == (["forward_op"] if grad else ["inference_op"])
+
+
+@needs_cpp
 def test_fused_runs_the_rowwise_op(monkeypatch) -> None:
     calls = []
     original = _rowwise.fused_rowwise_layer
@@ -278,6 +292,11 @@ def test_opcheck(cell, batch_sizes, normed, zoneout) -> None:
             torch.randn(gates * hidden, **grad), torch.randn(gates * hidden, **grad),
             *slots, mask, False)
     torch.library.opcheck(_rowwise.forward_op(cell), args)
+    torch.library.opcheck(_rowwise.inference_op(cell), args)
+    with torch.no_grad():  # the inference op: the same passes, one step's rows kept
+        for got, want in zip(_rowwise.inference_op(cell)(*args),
+                             _rowwise.forward_op(cell)(*args)[:3], strict=True):
+            assert torch.equal(got, want)
     output, h_n, c_n, *kept = _rowwise.forward_op(cell)(*args)
     backward_args = (torch.randn_like(output), torch.randn_like(h_n),
                      torch.randn_like(c_n) if cell == "lstm" else None,
