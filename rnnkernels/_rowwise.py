@@ -125,13 +125,19 @@ def _inference_setup_context(ctx: Any, inputs: tuple, output: tuple) -> None:
     ctx.reverse = inputs[-1]
 
 
+# The differentiable ones among them: all but the mask.
+_DIFFERENTIABLE = 11
+
+
 def _reference_rowwise(cell: str, ctx: Any) -> Callable:
-    """The layer's reference math over its tensor inputs (the forward's but the mask, which
-    gets no gradient), with ctx's non-tensor ones."""
-    def run(x, h0, c0, w_ih, w_hh, b_ih, b_hh, ln_ih, ln_hh, ln_cell_w, ln_cell_b, zoneout):
+    """The layer's reference math over its differentiable inputs, with the zoneout mask
+    (saved last of the inputs; it gets no gradient) and ctx's non-tensor ones."""
+    mask = ctx.saved_tensors[_DIFFERENTIABLE]
+
+    def run(x, h0, c0, w_ih, w_hh, b_ih, b_hh, ln_ih, ln_hh, ln_cell_w, ln_cell_b):
         norms = [w for w in (ln_ih, ln_hh, ln_cell_w, ln_cell_b) if w is not None]
         return reference.layer(cell, x, ctx.batch_sizes, h0, c0, w_ih, w_hh, b_ih, b_hh, None,
-                               ctx.reverse, norm_weights=norms, zoneout=zoneout)
+                               ctx.reverse, norm_weights=norms, zoneout=mask)
 
     return run
 
@@ -146,12 +152,13 @@ def _op_gradients(grads: list) -> tuple:
 def _make_backward(cell: str) -> Callable:
     def backward(ctx: Any, grad_output, grad_h_n, grad_c_n, *_kept_grads):
         saved = ctx.saved_tensors
-        inputs, kept = list(saved[:12]), saved[12:]
+        inputs, kept = list(saved[:_DIFFERENTIABLE + 1]), saved[_DIFFERENTIABLE + 1:]
         x, h0, c0, w_ih, w_hh, b_ih, b_hh, ln_ih, ln_hh, ln_cell_w, ln_cell_b, zoneout = inputs
         if torch.is_grad_enabled():
-            grads = _reference_gradients(_reference_rowwise(cell, ctx), inputs[:11] + [None],
+            grads = _reference_gradients(_reference_rowwise(cell, ctx),
+                                         inputs[:_DIFFERENTIABLE],
                                          [grad_output, grad_h_n, grad_c_n])
-            return _op_gradients(grads)
+            return _op_gradients(grads + [None])
         grad_output = grad_output if grad_output is not None else torch.zeros_like(kept[1])
         grad_h_n = grad_h_n if grad_h_n is not None else torch.zeros_like(h0)
         if c0 is not None and grad_c_n is None:
@@ -161,7 +168,8 @@ def _make_backward(cell: str) -> Callable:
             grad_output, grad_h_n, grad_c_n if c0 is not None else None, x, ctx.batch_sizes,
             w_ih, w_hh, b_ih is not None, ln_ih, ln_hh, ln_cell_w, ln_cell_b, zoneout, *kept,
             ctx.reverse, input_grad=input_grad)
-        grads = [None if t is None else g for t, g in zip(inputs[:11], grads)] + [None]
+        grads = [None if t is None else g
+                 for t, g in zip(inputs[:_DIFFERENTIABLE], grads)] + [None]
         grads[0] = grads[0] if input_grad else None
         return _op_gradients(grads)
 
@@ -171,10 +179,10 @@ def _make_backward(cell: str) -> Callable:
 def _make_inference_backward(cell: str) -> Callable:
     """Should a gradient be asked of the inference op after all: the reference math's."""
     def backward(ctx: Any, grad_output, grad_h_n, grad_c_n):
-        inputs = list(ctx.saved_tensors)
-        return _op_gradients(_reference_gradients(_reference_rowwise(cell, ctx),
-                                                  inputs[:11] + [None],
-                                                  [grad_output, grad_h_n, grad_c_n]))
+        grads = _reference_gradients(_reference_rowwise(cell, ctx),
+                                     list(ctx.saved_tensors[:_DIFFERENTIABLE]),
+                                     [grad_output, grad_h_n, grad_c_n])
+        return _op_gradients(grads + [None])
 
     return backward
 
@@ -183,9 +191,10 @@ def _make_jvp(cell: str, outputs_kept: int) -> Callable:
     """Forward mode: tangents of (output, h_n, c_n), None for the ``outputs_kept`` tensors
     the op keeps for backward."""
     def jvp(ctx: Any, x_t, _batch_sizes, *tangents):
-        tensor_tangents = [x_t, *tangents[:-1]]
+        tensor_tangents = [x_t, *tangents[:_DIFFERENTIABLE - 1]]
         output_t, h_n_t, c_n_t = _reference_jvp(_reference_rowwise(cell, ctx),
-                                                list(ctx.saved_tensors), tensor_tangents)
+                                                list(ctx.saved_tensors[:_DIFFERENTIABLE]),
+                                                tensor_tangents)
         return (output_t, h_n_t, c_n_t, *[None] * outputs_kept)
 
     return jvp

@@ -80,7 +80,7 @@ class _FusedSequence:
 
     def _check_exportable(self) -> None:
         if self._rowwise() and torch.onnx.is_in_onnx_export():
-            what = "zoneout" if self.zoneout > 0 else "layer normalisation"
+            what = "layer normalisation" if self._norm_weights(0) else "zoneout"
             raise RuntimeError(
                 f"{type(self).__name__} cannot be exported to ONNX: ONNX has no standard "
                 f"recurrent operator with {what}")

@@ -128,6 +128,59 @@ def test_gradcheck_with_zoneout(kind, bidirectional, backend) -> None:
     assert torch.autograd.gradcheck(seeded, gradcheck_inputs(module))
 
 
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+@pytest.mark.parametrize("kind", ["lstm", "ln-gru"])
+def test_gradgradcheck_with_zoneout(kind, backend) -> None:
+    """Double backward comes from the reference math: it must see the same mask."""
+    module = ZONEOUT_MODULES[kind](2, 3, zoneout=0.5, dtype=torch.float64, backend=backend)
+    run = module_as_function(module)
+
+    def seeded(*args):
+        torch.manual_seed(1)
+        return run(*args)
+
+    assert torch.autograd.gradgradcheck(seeded, gradcheck_inputs(module, steps=3))
+
+
+@pytest.mark.skipif(not rnnkernels.backend_info()["compiled"]["cpp"],
+                    reason="the C++ extension is not built")
+@pytest.mark.parametrize("kind", ["lstm", "ln-gru"])
+def test_gradients_with_a_graph_see_the_mask(kind) -> None:
+    """With create_graph the op's gradient comes from the reference math (differentiable):
+    it must equal the fused backward's, mask included (gradgradcheck alone would not see a
+    lost mask: it differentiates that same first-order path)."""
+    module = ZONEOUT_MODULES[kind](2, 3, zoneout=0.5, dtype=torch.float64, backend="cpp")
+    x = torch.randn(5, 2, 2, dtype=torch.float64, requires_grad=True)
+    results = []
+    for create_graph in (False, True):
+        torch.manual_seed(4)
+        output = module(x)[0]
+        results.append(torch.autograd.grad(output.pow(2).sum(), [x, *module.parameters()],
+                                           create_graph=create_graph))
+    for got, want in zip(results[1], results[0], strict=True):
+        torch.testing.assert_close(got, want)
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+def test_forward_mode_with_zoneout(backend) -> None:
+    """Forward mode through the op (its jvp: the reference math on the op's mask) equals the
+    python backend's on the same seed. (forward_ad, not torch.func: under torch.func the
+    module runs the reference math itself.)"""
+    from torch.autograd import forward_ad
+
+    module = FusedGRU(2, 3, zoneout=0.5, dtype=torch.float64)
+    x, t = torch.randn(4, 2, 2, dtype=torch.float64), torch.randn(4, 2, 2, dtype=torch.float64)
+    results = []
+    for name in (backend, "python"):
+        module.backend = name
+        torch.manual_seed(2)
+        with forward_ad.dual_level():
+            output = module(forward_ad.make_dual(x, t))[0]
+            results.append(forward_ad.unpack_dual(output))
+    for got, want in zip(*results, strict=True):
+        torch.testing.assert_close(got, want)
+
+
 @pytest.mark.parametrize("zoneout", [-0.1, 1.5, "0.2", True])
 def test_bad_zoneout_is_an_error(zoneout) -> None:
     with pytest.raises(ValueError, match="zoneout should be a number in the range"):
