@@ -6,8 +6,6 @@
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
-#include <utility>
-
 #include "cell_step.h"
 #include "directions.h"
 #include "layer.h"
@@ -210,13 +208,8 @@ void register_cell_impls(torch::Library& m) {
 }
 
 // Every kind of the cell table (cells.h).
-template <int... K>
-void register_every_cell(torch::Library& m, std::integer_sequence<int, K...>) {
-  (register_cell_impls<static_cast<CellKind>(K)>(m), ...);
-}
-
 void register_impls(torch::Library& m) {
-  register_every_cell(m, std::make_integer_sequence<int, kCellKinds>());
+  for_each_cell_kind([&](auto kind) { register_cell_impls<decltype(kind)::value>(m); });
 }
 
 }  // namespace

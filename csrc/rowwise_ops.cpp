@@ -3,8 +3,6 @@
 #include <ATen/ATen.h>
 #include <torch/library.h>
 
-#include <utility>
-
 #include "rowwise_layer.h"
 
 namespace rnnk {
@@ -89,9 +87,8 @@ void register_rowwise_impls(torch::Library& m) {
   m.impl((name + "_rowwise_backward").c_str(), &rowwise_backward_op<K>);
 }
 
-template <int... K>
-void register_every_cell(torch::Library& m, std::integer_sequence<int, K...>) {
-  (register_rowwise_impls<static_cast<CellKind>(K)>(m), ...);
+void register_impls(torch::Library& m) {
+  for_each_cell_kind([&](auto kind) { register_rowwise_impls<decltype(kind)::value>(m); });
 }
 
 }  // namespace
@@ -106,14 +103,10 @@ TORCH_LIBRARY_FRAGMENT(rnnkernels, m) {
   }
 }
 
-TORCH_LIBRARY_IMPL(rnnkernels, CPU, m) {
-  register_every_cell(m, std::make_integer_sequence<int, kCellKinds>());
-}
+TORCH_LIBRARY_IMPL(rnnkernels, CPU, m) { register_impls(m); }
 
 #ifdef RNNK_WITH_CUDA
-TORCH_LIBRARY_IMPL(rnnkernels, CUDA, m) {
-  register_every_cell(m, std::make_integer_sequence<int, kCellKinds>());
-}
+TORCH_LIBRARY_IMPL(rnnkernels, CUDA, m) { register_impls(m); }
 #endif
 
 }  // namespace rnnk

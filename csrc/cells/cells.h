@@ -2,6 +2,8 @@
 #pragma once
 #include <stdexcept>
 #include <string>
+#include <type_traits>
+#include <utility>
 
 #include "gru.h"
 #include "lstm.h"
@@ -35,6 +37,18 @@ decltype(auto) visit_cell(CellKind kind, F&& f) {
   // so this is a bug, never a silently chosen cell.
   throw std::invalid_argument("rnnkernels: unknown cell kind " +
                               std::to_string(static_cast<int>(kind)));
+}
+
+// Calls f(std::integral_constant<CellKind, K>{}) for every kind K of the table, in order:
+// for code that needs each kind at compile time (the ops' registrations).
+template <typename F, int... K>
+void for_each_cell_kind(const F& f, std::integer_sequence<int, K...>) {
+  (f(std::integral_constant<CellKind, static_cast<CellKind>(K)>{}), ...);
+}
+
+template <typename F>
+void for_each_cell_kind(const F& f) {
+  for_each_cell_kind(f, std::make_integer_sequence<int, kCellKinds>());
 }
 
 inline int cell_gates(CellKind kind) {
