@@ -85,9 +85,8 @@ def _make_fake_forward(cell: str) -> Callable:
     return fake
 
 
-def _make_fake_inference(cell: str) -> Callable:
-    fake_forward = _make_fake_forward(cell)
-
+def fake_inference_of(fake_forward: Callable) -> Callable:
+    """The fake kernel of an inference op from its forward op's: (output, h_n, c_n) only."""
     def fake(*args):
         return fake_forward(*args)[:3]
 
@@ -337,7 +336,7 @@ def register_all() -> None:
         _autograd.register(forward, _setup_context, _make_backward(cell), _make_jvp(cell, 4))
         torch.library.register_vmap(forward, _vmap_by_loop(forward))
         inference = inference_op(cell)
-        torch.library.register_fake(inference)(_make_fake_inference(cell))
+        torch.library.register_fake(inference)(fake_inference_of(_make_fake_forward(cell)))
         _autograd.register(inference, _inference_setup_context, _make_inference_backward(cell),
                            _make_jvp(cell, 0))
         torch.library.register_vmap(inference, _vmap_by_loop(inference))

@@ -2,9 +2,10 @@
 LSTM and GRU with zoneout. Python-side registrations (fake kernels, autograd) and the call.
 
 ``rnnkernels::<cell>_rowwise_forward`` (and ``_rowwise_inference``, which keeps nothing for
-backward) takes a layer's usual operands, then the cell's layer-norm weights (``ln_ih_weight``, ``ln_hh_weight`` and, for the LSTM, ``ln_cell_weight``
-and ``ln_cell_bias``; all None for the plain cell) and a zoneout mask (None: no zoneout),
-and returns (output, h_n, c_n) and what ``<cell>_rowwise_backward`` reads. As for the other
+backward) takes a layer's usual operands, then the cell's layer-norm weights
+(``ln_ih_weight``, ``ln_hh_weight`` and, for the LSTM, ``ln_cell_weight`` and
+``ln_cell_bias``; all None for the plain cell) and a zoneout mask (None: no zoneout), and
+returns (output, h_n, c_n) and what ``<cell>_rowwise_backward`` reads. As for the other
 layer ops (_ops.py), a backward asked for with a graph (double backward, torch.func) and
 forward mode come from the reference math.
 """
@@ -20,7 +21,7 @@ from torch import Tensor
 from . import _autograd, reference
 from ._cells import GATES, HAS_CELL_STATE, SAVED
 from ._cells import ROWWISE_CELLS as CELLS
-from ._ops import _reference_gradients, _reference_jvp, wants_grad
+from ._ops import _reference_gradients, _reference_jvp, fake_inference_of, wants_grad
 # How many tensors the forward returns besides (output, h_n, c_n): what backward reads.
 _KEPT = 8
 # The layer-norm weights of a layer-normalised cell, in the ops' order: the cell-state pair
@@ -73,15 +74,6 @@ def _make_fake_forward(cell: str) -> Callable:
             x.new_empty(rows, hidden) if normed and has_c else x.new_empty(0),
             x.new_empty(rows, 2) if normed else x.new_empty(0),
         )
-
-    return fake
-
-
-def _make_fake_inference(cell: str) -> Callable:
-    fake_forward = _make_fake_forward(cell)
-
-    def fake(*args):
-        return fake_forward(*args)[:3]
 
     return fake
 
@@ -207,7 +199,7 @@ def register_all() -> None:
         torch.library.register_fake(backward)(_fake_backward)
         _autograd.register(forward, _setup_context, _make_backward(cell), _make_jvp(cell, _KEPT))
         inference = inference_op(cell)
-        torch.library.register_fake(inference)(_make_fake_inference(cell))
+        torch.library.register_fake(inference)(fake_inference_of(_make_fake_forward(cell)))
         _autograd.register(inference, _inference_setup_context, _make_inference_backward(cell),
                            _make_jvp(cell, 0))
 
